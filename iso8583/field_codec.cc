@@ -1,0 +1,501 @@
+#include <algorithm>
+#include <cstring>
+
+#include "iso8583/charset_internal.h"
+#include "iso8583/field_codec_internal.h"
+
+namespace authswitch::iso8583::internal {
+namespace {
+
+inline std::uint8_t u8(std::byte b) noexcept { return static_cast<std::uint8_t>(b); }
+
+// Reads a length prefix; returns kOk and the value, or the error.
+inline FieldStatus read_prefix(const FieldSpec& f, const std::byte* p,
+                               std::uint32_t& units) noexcept {
+  std::uint32_t v = 0;
+  switch (f.prefix_encoding) {
+    case PrefixEncoding::kAscii:
+      for (unsigned i = 0; i < f.prefix_bytes; ++i) {
+        const unsigned d = u8(p[i]) - unsigned{'0'};
+        if (d > 9) {
+          return {Errc::kBadLengthPrefix, i};
+        }
+        v = v * 10 + d;
+      }
+      break;
+    case PrefixEncoding::kEbcdic:
+      for (unsigned i = 0; i < f.prefix_bytes; ++i) {
+        const unsigned d = u8(p[i]) - 0xF0U;
+        if (d > 9) {
+          return {Errc::kBadLengthPrefix, i};
+        }
+        v = v * 10 + d;
+      }
+      break;
+    case PrefixEncoding::kBcd:
+      for (unsigned i = 0; i < f.prefix_bytes; ++i) {
+        const unsigned hi = u8(p[i]) >> 4U;
+        const unsigned lo = u8(p[i]) & 0x0FU;
+        if (hi > 9 || lo > 9) {
+          return {Errc::kBadLengthPrefix, i};
+        }
+        v = v * 100 + hi * 10 + lo;
+      }
+      break;
+    case PrefixEncoding::kBinary:
+      for (unsigned i = 0; i < f.prefix_bytes; ++i) {
+        v = (v << 8U) | u8(p[i]);
+      }
+      break;
+  }
+  units = v;
+  return {};
+}
+
+inline void write_prefix(const FieldSpec& f, std::uint32_t units, std::byte* p) noexcept {
+  std::uint32_t v = units;
+  switch (f.prefix_encoding) {
+    case PrefixEncoding::kAscii:
+    case PrefixEncoding::kEbcdic: {
+      const unsigned zero = f.prefix_encoding == PrefixEncoding::kAscii ? '0' : 0xF0U;
+      for (unsigned i = f.prefix_bytes; i-- > 0;) {
+        p[i] = static_cast<std::byte>(zero + v % 10);
+        v /= 10;
+      }
+      break;
+    }
+    case PrefixEncoding::kBcd:
+      for (unsigned i = f.prefix_bytes; i-- > 0;) {
+        const unsigned lo = v % 10;
+        v /= 10;
+        const unsigned hi = v % 10;
+        v /= 10;
+        p[i] = static_cast<std::byte>((hi << 4U) | lo);
+      }
+      break;
+    case PrefixEncoding::kBinary:
+      for (unsigned i = f.prefix_bytes; i-- > 0;) {
+        p[i] = static_cast<std::byte>(v & 0xFFU);
+        v >>= 8U;
+      }
+      break;
+  }
+}
+
+// Index of the first byte whose class is not allowed, or n.
+inline std::size_t first_bad_char(const std::array<std::uint8_t, 256>& table, std::uint8_t mask,
+                                  const std::byte* p, std::size_t n) noexcept {
+  unsigned bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    bad |= static_cast<unsigned>((table[u8(p[i])] & mask) == 0);
+  }
+  if (bad == 0) {
+    return n;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if ((table[u8(p[i])] & mask) == 0) {
+      return i;
+    }
+  }
+  return n;
+}
+
+// Number of pad nibbles in a BCD value and whether they lead.
+struct BcdLayout {
+  std::uint32_t digits;  // value nibbles
+  std::uint32_t pads;    // pad nibbles
+  bool pad_left;
+};
+
+inline BcdLayout bcd_layout(const FieldSpec& f, std::uint32_t wire_nibbles,
+                            std::uint32_t digits) noexcept {
+  const std::uint32_t d = std::min(digits, wire_nibbles);
+  return {d, wire_nibbles - d, f.pad_side != PadSide::kRight};
+}
+
+inline std::uint8_t pad_nibble(const FieldSpec& f) noexcept {
+  return f.pad_char == 'F' ? 0x0F : 0x00;
+}
+
+inline std::uint8_t nibble_at(const std::byte* p, std::uint32_t i) noexcept {
+  const std::uint8_t b = u8(p[i / 2]);
+  return (i % 2 == 0) ? static_cast<std::uint8_t>(b >> 4U) : static_cast<std::uint8_t>(b & 0x0FU);
+}
+
+FieldStatus validate_bcd(const FieldSpec& f, const std::byte* p, std::uint32_t wire,
+                         std::uint32_t digits) noexcept {
+  if (f.unit == LengthUnit::kBytes) {
+    digits = wire * 2;
+  }
+  const BcdLayout l = bcd_layout(f, wire * 2, digits);
+  const std::uint32_t first = l.pad_left ? l.pads : 0;
+  const std::uint8_t pad = pad_nibble(f);
+  for (std::uint32_t i = 0; i < l.pads; ++i) {
+    const std::uint32_t at = l.pad_left ? i : l.digits + i;
+    if (nibble_at(p, at) != pad) {
+      return {Errc::kBadPadding, at / 2};
+    }
+  }
+  const bool track = f.type == ContentType::kZ;
+  const bool any_nibble = f.unit == LengthUnit::kNibbles && !track;
+  if (any_nibble) {
+    return {};
+  }
+  for (std::uint32_t i = first; i < first + l.digits; ++i) {
+    const std::uint8_t n = nibble_at(p, i);
+    if (n > 9 && !(track && n == 0x0D)) {
+      return {Errc::kBadCharset, i / 2};
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+FieldStatus validate_value(const FieldSpec& f, std::span<const std::byte> value,
+                           std::uint32_t units) noexcept {
+  const std::byte* p = value.data();
+  const auto n = static_cast<std::uint32_t>(value.size());
+  switch (f.encoding) {
+    case Encoding::kAscii:
+    case Encoding::kEbcdic: {
+      if (f.class_mask == 0) {
+        return {};
+      }
+      const auto& table = f.encoding == Encoding::kAscii ? kAsciiClasses : kEbcdicClasses;
+      std::size_t start = 0;
+      if (f.type == ContentType::kXn && n > 0) {
+        if ((table[u8(p[0])] & f.sign_mask) == 0) {
+          return {Errc::kBadCharset, 0};
+        }
+        start = 1;
+      }
+      const std::size_t bad = first_bad_char(table, f.class_mask, p + start, n - start);
+      if (bad != n - start) {
+        return {Errc::kBadCharset, static_cast<std::uint32_t>(start + bad)};
+      }
+      return {};
+    }
+    case Encoding::kBcd:
+      return validate_bcd(f, p, n, units);
+    case Encoding::kAsciiSignBcd:
+      if (n == 0) {
+        return {};
+      }
+      if ((kAsciiClasses[u8(p[0])] & f.sign_mask) == 0) {
+        return {Errc::kBadCharset, 0};
+      } else {
+        const FieldStatus s = validate_bcd(f, p + 1, n - 1, units - 1);
+        return {s.code, s.offset + 1};
+      }
+    case Encoding::kAsciiHex: {
+      const std::size_t bad = first_bad_char(kAsciiClasses, cls::kHex, p, n);
+      if (bad != n) {
+        return {Errc::kBadCharset, static_cast<std::uint32_t>(bad)};
+      }
+      return {};
+    }
+    case Encoding::kBinary:
+      return {};
+  }
+  return {};
+}
+
+template <bool kValidate>
+FieldStatus read_field(const FieldSpec& f, std::span<const std::byte> data, std::size_t& pos,
+                       FieldExtent& out) noexcept {
+  const std::size_t size = data.size();
+  std::size_t at = pos;
+  std::uint32_t units = f.max_units;
+  std::uint32_t wire = f.fixed_wire_bytes;
+  if (!f.is_fixed()) {
+    if (size - at < f.prefix_bytes) {
+      return {Errc::kTruncated, static_cast<std::uint32_t>(at)};
+    }
+    const FieldStatus s = read_prefix(f, data.data() + at, units);
+    if (s.code != Errc::kOk) {
+      return {s.code, static_cast<std::uint32_t>(at + s.offset)};
+    }
+    if (units > f.max_units) {
+      return {Errc::kLengthTooLong, static_cast<std::uint32_t>(at)};
+    }
+    if (units < f.min_units) {
+      return {Errc::kLengthTooShort, static_cast<std::uint32_t>(at)};
+    }
+    at += f.prefix_bytes;
+    wire = wire_bytes_for(f, units);
+  }
+  if (size - at < wire) {
+    return {Errc::kTruncated, static_cast<std::uint32_t>(at)};
+  }
+  if constexpr (kValidate) {
+    const FieldStatus s = validate_value(f, data.subspan(at, wire), units);
+    if (s.code != Errc::kOk) {
+      return {s.code, static_cast<std::uint32_t>(at + s.offset)};
+    }
+  }
+  out.value_offset = static_cast<std::uint32_t>(at);
+  out.wire_len = wire;
+  out.units = units;
+  pos = at + wire;
+  return {};
+}
+
+template FieldStatus read_field<true>(const FieldSpec&, std::span<const std::byte>, std::size_t&,
+                                      FieldExtent&) noexcept;
+template FieldStatus read_field<false>(const FieldSpec&, std::span<const std::byte>, std::size_t&,
+                                       FieldExtent&) noexcept;
+
+namespace {
+
+inline int digit_nibble(const FieldSpec& f, std::uint8_t c) noexcept {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (f.type == ContentType::kZ && (c == '=' || c == 'D')) {
+    return 0x0D;
+  }
+  if (f.unit == LengthUnit::kNibbles && f.type != ContentType::kZ) {
+    const std::uint8_t h = hex_value(c);
+    return h == 0xFF ? -1 : h;
+  }
+  return -1;
+}
+
+// Packs `text` as BCD into `wire` bytes at p with the spec's pad nibble; returns the index of
+// a bad character or text.size().
+std::size_t pack_bcd(const FieldSpec& f, std::string_view text, std::byte* p,
+                     std::uint32_t wire) noexcept {
+  const BcdLayout l = bcd_layout(f, wire * 2, static_cast<std::uint32_t>(text.size()));
+  const std::uint8_t pad = pad_nibble(f);
+  std::memset(p, 0, wire);
+  const std::uint32_t first = l.pad_left ? l.pads : 0;
+  auto put = [p](std::uint32_t i, unsigned nib) {
+    const unsigned shift = (i % 2 == 0) ? 4U : 0U;
+    p[i / 2] |= static_cast<std::byte>(nib << shift);
+  };
+  for (std::uint32_t i = 0; i < l.pads; ++i) {
+    put(l.pad_left ? i : l.digits + i, pad);
+  }
+  for (std::uint32_t i = 0; i < l.digits; ++i) {
+    const int nib = digit_nibble(f, static_cast<std::uint8_t>(text[i]));
+    if (nib < 0) {
+      return i;
+    }
+    put(first + i, static_cast<unsigned>(nib));
+  }
+  return text.size();
+}
+
+}  // namespace
+
+FieldStatus write_field(const FieldSpec& f, std::span<const std::byte> value,
+                        std::span<std::byte> out, std::size_t& pos) noexcept {
+  const auto n = static_cast<std::uint32_t>(value.size());
+  const bool binary = f.is_binary();
+  // Character fields: validate the canonical text before anything is written.
+  if (!binary) {
+    std::size_t start = 0;
+    if (f.type == ContentType::kXn && n > 0) {
+      const std::uint8_t c = static_cast<std::uint8_t>(value[0]);
+      if ((kAsciiClasses[c] & (f.sign_mask == 0 ? cls::kSign : f.sign_mask)) == 0) {
+        return {Errc::kBadCharset, 0};
+      }
+      start = 1;
+    }
+    const bool bcd = f.encoding == Encoding::kBcd || f.encoding == Encoding::kAsciiSignBcd;
+    if (f.class_mask != 0 && !(bcd && f.unit == LengthUnit::kNibbles)) {
+      const std::size_t bad =
+          first_bad_char(kAsciiClasses, f.class_mask, value.data() + start, n - start);
+      if (bad != n - start) {
+        return {Errc::kBadCharset, static_cast<std::uint32_t>(start + bad)};
+      }
+    }
+  }
+  std::uint32_t units = n;
+  std::uint32_t pad_chars = 0;
+  if (f.is_fixed()) {
+    if (n > f.max_units) {
+      return {Errc::kValueTooLong, 0};
+    }
+    if (n < f.max_units) {
+      if (binary || f.pad_side == PadSide::kNone) {
+        return {Errc::kValueTooShort, 0};
+      }
+      pad_chars = f.max_units - n;
+    }
+    units = f.max_units;
+  } else {
+    if (n > f.max_units) {
+      return {Errc::kValueTooLong, 0};
+    }
+    if (n < f.min_units) {
+      return {Errc::kValueTooShort, 0};
+    }
+    if (f.encoding == Encoding::kBcd && f.unit == LengthUnit::kBytes) {
+      units = (n + 1) / 2;
+    }
+  }
+  const std::uint32_t wire = wire_bytes_for(f, units);
+  if (out.size() - pos < f.prefix_bytes + std::size_t{wire}) {
+    return {Errc::kBufferTooSmall, static_cast<std::uint32_t>(pos)};
+  }
+  std::byte* p = out.data() + pos;
+  if (!f.is_fixed()) {
+    write_prefix(f, units, p);
+    p += f.prefix_bytes;
+  }
+  const auto* src = reinterpret_cast<const char*>(value.data());  // NOLINT: byte view of text
+  switch (f.encoding) {
+    case Encoding::kAscii:
+    case Encoding::kEbcdic: {
+      const bool ebcdic = f.encoding == Encoding::kEbcdic;
+      const bool left = f.pad_side == PadSide::kLeft;
+      std::byte* dst = p;
+      const auto pad = static_cast<std::uint8_t>(f.pad_char);
+      const std::byte pad_byte = static_cast<std::byte>(ebcdic ? kAsciiToEbcdic[pad] : pad);
+      if (left) {
+        std::memset(dst, static_cast<int>(pad_byte), pad_chars);
+        dst += pad_chars;
+      }
+      if (ebcdic) {
+        for (std::uint32_t i = 0; i < n; ++i) {
+          const auto c = static_cast<std::uint8_t>(src[i]);
+          const std::uint8_t e = c < 128 ? kAsciiToEbcdic[c] : 0;
+          if (e == 0 && binary) {
+            dst[i] = static_cast<std::byte>(c);
+          } else if (e == 0) {
+            return {Errc::kBadCharset, i};
+          } else {
+            dst[i] = static_cast<std::byte>(e);
+          }
+        }
+      } else if (n > 0) {
+        std::memcpy(dst, src, n);
+      }
+      if (!left) {
+        std::memset(dst + n, static_cast<int>(pad_byte), pad_chars);
+      }
+      break;
+    }
+    case Encoding::kBcd: {
+      const std::size_t bad = pack_bcd(f, std::string_view(src, n), p, wire);
+      if (bad != n) {
+        return {Errc::kBadCharset, static_cast<std::uint32_t>(bad)};
+      }
+      break;
+    }
+    case Encoding::kAsciiSignBcd: {
+      if (n == 0) {
+        break;
+      }
+      p[0] = static_cast<std::byte>(src[0]);
+      const std::size_t bad = pack_bcd(f, std::string_view(src + 1, n - 1), p + 1, wire - 1);
+      if (bad != n - 1) {
+        return {Errc::kBadCharset, static_cast<std::uint32_t>(bad + 1)};
+      }
+      break;
+    }
+    case Encoding::kBinary:
+      if (n > 0) {
+        std::memcpy(p, value.data(), n);
+      }
+      break;
+    case Encoding::kAsciiHex:
+      for (std::uint32_t i = 0; i < n; ++i) {
+        const std::uint8_t b = u8(value[i]);
+        p[2 * i] = static_cast<std::byte>(kHexUpper[b >> 4U]);
+        p[2 * i + 1] = static_cast<std::byte>(kHexUpper[b & 0x0FU]);
+      }
+      break;
+  }
+  pos += f.prefix_bytes + std::size_t{wire};
+  return {};
+}
+
+std::span<const std::byte> canonical(const FieldSpec& f, std::span<const std::byte> wire,
+                                     std::uint32_t units, std::span<std::byte> scratch) noexcept {
+  const std::byte* p = wire.data();
+  const auto n = static_cast<std::uint32_t>(wire.size());
+  switch (f.encoding) {
+    case Encoding::kAscii:
+    case Encoding::kBinary:
+      return wire;
+    case Encoding::kEbcdic:
+      if (scratch.size() < n) {
+        return {};
+      }
+      for (std::uint32_t i = 0; i < n; ++i) {
+        const std::uint8_t a = kEbcdicToAscii[u8(p[i])];
+        scratch[i] = static_cast<std::byte>(a == 0 && f.type == ContentType::kB ? u8(p[i]) : a);
+      }
+      return scratch.first(n);
+    case Encoding::kAsciiHex:
+      if (scratch.size() < n / 2) {
+        return {};
+      }
+      for (std::uint32_t i = 0; i < n / 2; ++i) {
+        scratch[i] =
+            static_cast<std::byte>((hex_value(u8(p[2 * i])) << 4U) | hex_value(u8(p[2 * i + 1])));
+      }
+      return scratch.first(n / 2);
+    case Encoding::kBcd:
+    case Encoding::kAsciiSignBcd: {
+      std::uint32_t out_at = 0;
+      const std::byte* digits_p = p;
+      std::uint32_t digits_wire = n;
+      std::uint32_t digits = f.unit == LengthUnit::kBytes ? n * 2 : units;
+      if (f.encoding == Encoding::kAsciiSignBcd) {
+        if (n == 0 || scratch.empty()) {
+          return scratch.first(0);
+        }
+        scratch[out_at++] = p[0];
+        ++digits_p;
+        --digits_wire;
+        digits = units - 1;
+      }
+      const BcdLayout l = bcd_layout(f, digits_wire * 2, digits);
+      if (scratch.size() < out_at + l.digits) {
+        return {};
+      }
+      const std::uint32_t first = l.pad_left ? l.pads : 0;
+      for (std::uint32_t i = 0; i < l.digits; ++i) {
+        const std::uint8_t nib = nibble_at(digits_p, first + i);
+        char c = kHexUpper[nib];
+        if (f.type == ContentType::kZ && nib == 0x0D) {
+          c = '=';
+        }
+        scratch[out_at++] = static_cast<std::byte>(c);
+      }
+      return scratch.first(out_at);
+    }
+  }
+  return {};
+}
+
+bool read_bitmap_word(BitmapEncoding enc, const std::byte* p, unsigned bytes,
+                      std::uint64_t& out) noexcept {
+  std::uint64_t v = 0;
+  if (enc == BitmapEncoding::kBinary) {
+    for (unsigned i = 0; i < bytes; ++i) {
+      v = (v << 8U) | u8(p[i]);
+    }
+  } else {
+    const bool ebcdic = enc == BitmapEncoding::kEbcdicHex;
+    for (unsigned i = 0; i < bytes * 2; ++i) {
+      std::uint8_t c = u8(p[i]);
+      if (ebcdic) {
+        c = kEbcdicToAscii[c];
+      }
+      const unsigned h = hex_value(c);
+      if (h > 15) {
+        return false;
+      }
+      v = (v << 4U) | h;
+    }
+  }
+  out = bytes >= 8 ? v : v << (64U - 8U * bytes);
+  return true;
+}
+
+}  // namespace authswitch::iso8583::internal
