@@ -148,8 +148,11 @@ Result<OriginalData> read_original_data(const MessageView& msg) noexcept {
   if (!parse_digits(t.substr(10, 10), d.transmission_time)) {
     return fail(Errc::kBadCharset, 90, offset, 3);
   }
-  if (!parse_digits(t.substr(20, 11), v) || !parse_digits(t.substr(31, 11), v)) {
+  if (!parse_digits(t.substr(20, 11), v)) {
     return fail(Errc::kBadCharset, 90, offset, 4);
+  }
+  if (!parse_digits(t.substr(31, 11), v)) {
+    return fail(Errc::kBadCharset, 90, offset, 5);
   }
   std::copy_n(t.begin() + 20, 11, d.acquirer_id.begin());
   std::copy_n(t.begin() + 31, 11, d.forwarding_id.begin());

@@ -51,7 +51,7 @@ class CompositeView {
   std::span<const std::byte> header_;
   std::uint64_t bitmap_ = 0;
   std::array<bool, kMaxSubfield + 1> present_{};
-  std::array<Slot, kMaxSubfield + 1> slots_{};
+  std::array<Slot, kMaxSubfield + 1> slots_;  // valid only where present_ is set
 };
 
 // Decodes and validates the subfields of a composite value. Error offsets are relative to the

@@ -324,6 +324,12 @@ Parsed parse_field(const Context& cx, const toml::table& t, const std::string& k
     fail_at(cx.source, &t, key + ".max", "missing (the fixed length, or the maximum)");
   }
   f.max_units = static_cast<std::uint32_t>(get_int(cx, *max, key + ".max", 1, 999999));
+  // Checked here too (finalize_field_spec repeats it) so the message names the max key's line.
+  if (!max_fits_prefix(f)) {
+    fail_at(cx.source, max, key + ".max",
+            "max length " + std::to_string(f.max_units) + " does not fit a " +
+                std::to_string(f.prefix_digits) + "-digit length prefix");
+  }
   if (const auto* n = t.get("min")) {
     f.min_units = static_cast<std::uint32_t>(get_int(cx, *n, key + ".min", 0, 999999));
   }

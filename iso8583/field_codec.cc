@@ -311,6 +311,9 @@ FieldStatus write_field(const FieldSpec& f, std::span<const std::byte> value,
         return {Errc::kBadCharset, static_cast<std::uint32_t>(start + bad)};
       }
     }
+    if (f.type == ContentType::kXn && n == 0 && f.is_fixed()) {
+      return {Errc::kValueTooShort, 0};  // a fixed x+n value needs at least its sign
+    }
   }
   std::uint32_t units = n;
   std::uint32_t pad_chars = 0;
@@ -354,24 +357,30 @@ FieldStatus write_field(const FieldSpec& f, std::span<const std::byte> value,
       std::byte* dst = p;
       const auto pad = static_cast<std::uint8_t>(f.pad_char);
       const std::byte pad_byte = static_cast<std::byte>(ebcdic ? kAsciiToEbcdic[pad] : pad);
+      // x+n keeps its sign first: left padding goes between the sign and the digits.
+      const std::uint32_t sign = (left && f.type == ContentType::kXn && n > 0) ? 1 : 0;
       if (left) {
-        std::memset(dst, static_cast<int>(pad_byte), pad_chars);
+        std::memset(dst + sign, static_cast<int>(pad_byte), pad_chars);
         dst += pad_chars;
       }
       if (ebcdic) {
         for (std::uint32_t i = 0; i < n; ++i) {
           const auto c = static_cast<std::uint8_t>(src[i]);
           const std::uint8_t e = c < 128 ? kAsciiToEbcdic[c] : 0;
+          std::byte* const at = i < sign ? p + i : dst + i;
           if (e == 0 && binary) {
-            dst[i] = static_cast<std::byte>(c);
+            *at = static_cast<std::byte>(c);
           } else if (e == 0) {
             return {Errc::kBadCharset, i};
           } else {
-            dst[i] = static_cast<std::byte>(e);
+            *at = static_cast<std::byte>(e);
           }
         }
       } else if (n > 0) {
-        std::memcpy(dst, src, n);
+        if (sign != 0) {
+          p[0] = static_cast<std::byte>(src[0]);
+        }
+        std::memcpy(dst + sign, src + sign, n - sign);
       }
       if (!left) {
         std::memset(dst + n, static_cast<int>(pad_byte), pad_chars);

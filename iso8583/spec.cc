@@ -6,8 +6,6 @@
 namespace authswitch::iso8583 {
 namespace {
 
-constexpr std::uint32_t kPow10[] = {1, 10, 100, 1000, 10000, 100000, 1000000};
-
 std::uint8_t type_classes(ContentType t) {
   switch (t) {
     case ContentType::kN:
@@ -59,7 +57,7 @@ std::string finalize_field_spec(FieldSpec& f) {
   if (f.prefix_digits == 0) {
     f.prefix_bytes = 0;
   } else {
-    if (f.max_units >= kPow10[f.prefix_digits]) {
+    if (!max_fits_prefix(f)) {
       return "max length " + std::to_string(f.max_units) + " does not fit a " +
              std::to_string(f.prefix_digits) + "-digit length prefix";
     }

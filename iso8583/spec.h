@@ -172,6 +172,15 @@ class Dialect {
 // combination is coherent. Returns an empty string, or the reason it is not.
 std::string finalize_field_spec(FieldSpec& f);
 
+// Whether a variable field's max length can be written in its length prefix's digits.
+[[nodiscard]] constexpr bool max_fits_prefix(const FieldSpec& f) noexcept {
+  std::uint64_t limit = 1;
+  for (int i = 0; i < f.prefix_digits; ++i) {
+    limit *= 10;
+  }
+  return f.prefix_digits == 0 || f.max_units < limit;
+}
+
 // Wire bytes taken by a value of `units` length units in field `f` (without the prefix).
 [[nodiscard]] constexpr std::uint32_t wire_bytes_for(const FieldSpec& f,
                                                      std::uint32_t units) noexcept {

@@ -209,8 +209,8 @@ TEST_P(Conformance, DecodesToExpectedValuesAndReencodesByteExact) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Vectors, Conformance, ::testing::ValuesIn(load_vectors()),
-                         [](const ::testing::TestParamInfo<Vector>& info) {
-                           return info.param.id;
+                         [](const ::testing::TestParamInfo<Vector>& param_info) {
+                           return param_info.param.id;
                          });
 
 TEST(ConformanceSet, CoversEveryVectorMessage) {

@@ -105,8 +105,8 @@ TEST_P(ShippedDialect, ResponseEchoesRequestKeysAndSetsResponseCode) {
 INSTANTIATE_TEST_SUITE_P(All, ShippedDialect,
                          ::testing::Values("iso87-ascii", "iso87-ascii-binbitmap", "iso87-bcd",
                                            "iso93-ebcdic"),
-                         [](const auto& info) {
-                           std::string s = info.param;
+                         [](const auto& param_info) {
+                           std::string s = param_info.param;
                            std::replace(s.begin(), s.end(), '-', '_');
                            return s;
                          });
