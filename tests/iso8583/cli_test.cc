@@ -62,7 +62,7 @@ TEST_F(Cli, DecodesHexToJsonInFieldOrder) {
 TEST_F(Cli, DecodesRawBytes) {
   const auto bytes = test::from_hex(kV01Hex);
   const CliRun r = run("decode --dialect iso87-ascii",
-                    std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+                       std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("\"2\":\"1234567890\""), std::string::npos);
 }
@@ -112,8 +112,8 @@ TEST_F(Cli, MaskHidesThePanMiddleAndTrackData) {
 TEST_F(Cli, BadInputExitsTwoNamingFieldAndOffset) {
   // DE 2 declared 10 long but holds a letter at offset 24 of the message.
   const CliRun r = run("decode --dialect iso87-ascii --hex",
-                    "30323030343030303030303030303030303030303130313233344135363738393"
-                    "0");
+                       "30323030343030303030303030303030303030303130313233344135363738393"
+                       "0");
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.err, "error: field 2 at offset 26: bad-charset\n");
   EXPECT_EQ(r.out, "");
