@@ -44,6 +44,17 @@ inline constexpr std::array<std::uint8_t, 128> kAsciiToEbcdic = {
     0x97, 0x98, 0x99, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xC0, 0x4F, 0xD0, 0xA1, 0x00,
 };
 
+// Any byte -> EBCDIC; 0 (which has no character class) for non-printable and non-ASCII bytes,
+// so a translated value can be validated with kEbcdicClasses.
+[[nodiscard]] constexpr std::array<std::uint8_t, 256> make_ascii_to_ebcdic256() noexcept {
+  std::array<std::uint8_t, 256> t{};
+  for (unsigned i = 0; i < 128; ++i) {
+    t[i] = kAsciiToEbcdic[i];
+  }
+  return t;
+}
+inline constexpr std::array<std::uint8_t, 256> kAsciiToEbcdic256 = make_ascii_to_ebcdic256();
+
 [[nodiscard]] constexpr std::uint8_t ascii_class(std::uint8_t c) noexcept {
   std::uint8_t r = 0;
   if (c >= '0' && c <= '9') {

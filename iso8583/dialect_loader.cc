@@ -208,6 +208,27 @@ struct Parsed {
 Parsed parse_field(const Context& cx, const toml::table& t, const std::string& key,
                    std::vector<CompositeSpec>& composites, int depth);
 
+// True when validating a positional composite's value as a whole already validates each of
+// its subfields: all fixed, same type, charset and encoding as the parent, tiling it exactly
+// (and, for BCD, each an even number of digits so no pad nibble sits inside the parent).
+bool subfields_implied(const FieldSpec& f, const std::vector<CompositeSpec>& composites) {
+  if (f.composite != CompositeKind::kPositional || !f.is_fixed()) {
+    return false;
+  }
+  const CompositeSpec& c = composites[f.composite_index];
+  std::uint32_t wire = 0;
+  for (int i = 1; i <= c.max_subfield; ++i) {
+    const FieldSpec& s = c.subfields[static_cast<std::size_t>(i)];
+    const bool odd_bcd = s.encoding == Encoding::kBcd && s.max_units % 2 != 0;
+    if (!s.is_fixed() || s.type != f.type || s.encoding != f.encoding ||
+        s.class_mask != f.class_mask || s.unit != f.unit || odd_bcd) {
+      return false;
+    }
+    wire += s.fixed_wire_bytes;
+  }
+  return wire == f.fixed_wire_bytes;
+}
+
 void parse_composite(const Context& cx, const toml::table& t, const std::string& key,
                      std::string_view type, FieldSpec& f, std::vector<CompositeSpec>& composites,
                      int depth) {
@@ -383,6 +404,7 @@ Parsed parse_field(const Context& cx, const toml::table& t, const std::string& k
   if (std::string why = finalize_field_spec(f); !why.empty()) {
     fail_at(cx.source, &t, key, why);
   }
+  f.check_inner = f.composite != CompositeKind::kNone && !subfields_implied(f, composites);
   return p;
 }
 

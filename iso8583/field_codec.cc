@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "iso8583/charset_internal.h"
@@ -82,22 +83,123 @@ inline void write_prefix(const FieldSpec& f, std::uint32_t units, std::byte* p) 
   }
 }
 
-// Index of the first byte whose class is not allowed, or n.
-inline std::size_t first_bad_char(const std::array<std::uint8_t, 256>& table, std::uint8_t mask,
-                                  const std::byte* p, std::size_t n) noexcept {
-  unsigned bad = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    bad |= static_cast<unsigned>((table[u8(p[i])] & mask) == 0);
+// memcpy/memset of the few bytes a field value has, without a libc call: overlapping 8- or
+// 4-byte moves, which compilers turn into plain loads and stores.
+inline void copy_small(std::byte* dst, const void* src, std::size_t n) noexcept {
+  const auto* s = static_cast<const std::byte*>(src);
+  if (n >= 8) {
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      std::memcpy(dst + i, s + i, 8);
+    }
+    if (i != n) {
+      std::memcpy(dst + n - 8, s + n - 8, 8);
+    }
+  } else if (n >= 4) {
+    std::memcpy(dst, s, 4);
+    std::memcpy(dst + n - 4, s + n - 4, 4);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      dst[i] = s[i];
+    }
   }
-  if (bad == 0) {
+}
+
+inline void fill_small(std::byte* dst, std::byte value, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    dst[i] = value;
+  }
+}
+
+// Eight bytes at a time (SWAR): the common character checks on whole words, with the byte
+// table only for the tail, for rarer classes, and to find the exact offset of a bad byte.
+constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
+constexpr std::uint64_t kHighNibbles = 0xF0F0F0F0F0F0F0F0ULL;
+constexpr std::uint64_t kLowNibbles = 0x0F0F0F0F0F0F0F0FULL;
+
+inline std::uint64_t load64(const std::byte* p) noexcept {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Every low nibble of v is 0..9 (adding 6 to 10..15 carries into the high nibble).
+inline bool low_nibbles_decimal(std::uint64_t v) noexcept {
+  return (((v & kLowNibbles) + 6 * kOnes) & kHighNibbles) == 0;
+}
+
+inline bool ascii_digits8(std::uint64_t v) noexcept {
+  return (v & kHighNibbles) == 3 * 0x10 * kOnes && low_nibbles_decimal(v);
+}
+
+inline bool ebcdic_digits8(std::uint64_t v) noexcept {
+  return (v & kHighNibbles) == kHighNibbles && low_nibbles_decimal(v);
+}
+
+// Every byte is printable ASCII, 0x20..0x7E ("has less than" / "has more than" word tests).
+inline bool ascii_printable8(std::uint64_t v) noexcept {
+  const std::uint64_t below = (v - 0x20 * kOnes) & ~v & kHighBits;
+  const std::uint64_t above = ((v + (0x7F - 0x7E) * kOnes) | v) & kHighBits;
+  return (below | above) == 0;
+}
+
+inline bool bcd8(std::uint64_t v) noexcept {
+  return low_nibbles_decimal(v) && low_nibbles_decimal(v >> 4U);
+}
+
+// Index of the first byte of p[0..n) that `word_ok` or the class table rejects, or n.
+// `before` bytes ahead of p are readable (they belong to the same message): a value shorter
+// than a word is then checked as one word, its leading bytes replaced by `filler`.
+template <typename WordOk>
+inline std::size_t scan(const std::array<std::uint8_t, 256>& table, std::uint8_t mask,
+                        const std::byte* p, std::size_t n, std::size_t before, std::uint64_t filler,
+                        WordOk word_ok) noexcept {
+  std::size_t i = 0;
+  while (i + 8 <= n && word_ok(load64(p + i))) {
+    i += 8;
+  }
+  if (i == n) {
     return n;
   }
-  for (std::size_t i = 0; i < n; ++i) {
+  if (i + 8 > n) {
+    if (n >= 8 && word_ok(load64(p + n - 8))) {
+      return n;  // the tail, checked as the last (overlapping) word
+    }
+    if (n < 8 && before >= 8 - n) {
+      const unsigned lead_bits = 8U * static_cast<unsigned>(8 - n);
+      const std::uint64_t lead = (std::uint64_t{1} << lead_bits) - 1;
+      // Little-endian: the value is in the high bytes of the word that ends where it ends.
+      static_assert(std::endian::native == std::endian::little);
+      const std::uint64_t w = (load64(p + n - 8) & ~lead) | (filler & lead);
+      if (word_ok(w)) {
+        return n;
+      }
+    }
+  }
+  for (; i < n; ++i) {
     if ((table[u8(p[i])] & mask) == 0) {
       return i;
     }
   }
   return n;
+}
+
+constexpr std::uint8_t kPrintable = cls::kDigit | cls::kAlpha | cls::kSpace | cls::kSpecial;
+
+// Index of the first byte whose class is not allowed, or n.
+inline std::size_t first_bad_char(const std::array<std::uint8_t, 256>& table, std::uint8_t mask,
+                                  const std::byte* p, std::size_t n,
+                                  std::size_t before = 0) noexcept {
+  const bool ascii = &table == &kAsciiClasses;
+  if (mask == cls::kDigit) {
+    return ascii ? scan(table, mask, p, n, before, '0' * kOnes, ascii_digits8)
+                 : scan(table, mask, p, n, before, 0xF0 * kOnes, ebcdic_digits8);
+  }
+  if (ascii && (mask & kPrintable) == kPrintable) {
+    return scan(table, mask, p, n, before, ' ' * kOnes, ascii_printable8);
+  }
+  return scan(table, mask, p, n, 0, 0, [](std::uint64_t) { return false; });
 }
 
 // Number of pad nibbles in a BCD value and whether they lead.
@@ -122,6 +224,21 @@ inline std::uint8_t nibble_at(const std::byte* p, std::uint32_t i) noexcept {
   return (i % 2 == 0) ? static_cast<std::uint8_t>(b >> 4U) : static_cast<std::uint8_t>(b & 0x0FU);
 }
 
+// Whether each byte value is two valid nibbles: decimal, or for track data decimal or 'D'.
+constexpr bool bcd_nibble_ok(unsigned n, bool track) noexcept {
+  return n <= 9 || (track && n == 0x0D);
+}
+constexpr std::array<std::array<bool, 256>, 2> make_bcd_byte_tables() noexcept {
+  std::array<std::array<bool, 256>, 2> t{};
+  for (unsigned track = 0; track < 2; ++track) {
+    for (unsigned b = 0; b < 256; ++b) {
+      t[track][b] = bcd_nibble_ok(b >> 4U, track != 0) && bcd_nibble_ok(b & 0x0FU, track != 0);
+    }
+  }
+  return t;
+}
+constexpr auto kBcdByteOk = make_bcd_byte_tables();
+
 FieldStatus validate_bcd(const FieldSpec& f, const std::byte* p, std::uint32_t wire,
                          std::uint32_t digits) noexcept {
   if (f.unit == LengthUnit::kBytes) {
@@ -137,13 +254,37 @@ FieldStatus validate_bcd(const FieldSpec& f, const std::byte* p, std::uint32_t w
     }
   }
   const bool track = f.type == ContentType::kZ;
-  const bool any_nibble = f.unit == LengthUnit::kNibbles && !track;
-  if (any_nibble) {
+  if (f.unit == LengthUnit::kNibbles && !track) {
     return {};
   }
-  for (std::uint32_t i = first; i < first + l.digits; ++i) {
-    const std::uint8_t n = nibble_at(p, i);
-    if (n > 9 && !(track && n == 0x0D)) {
+  // Fast verdict: a leading or trailing half byte by nibble, whole bytes by table (eight at
+  // a time where the value is long). Only a bad value walks nibbles to find the offset.
+  const std::uint32_t end = first + l.digits;
+  std::uint32_t i = first;
+  unsigned bad = 0;
+  if (i % 2 == 1 && i < end) {
+    bad |= static_cast<unsigned>(!bcd_nibble_ok(nibble_at(p, i), track));
+    ++i;
+  }
+  std::uint32_t b = i / 2;
+  const std::uint32_t whole_end = end / 2;
+  if (!track) {
+    while (b + 8 <= whole_end && bcd8(load64(p + b))) {
+      b += 8;
+    }
+  }
+  const auto& table = kBcdByteOk[track ? 1 : 0];
+  for (; b < whole_end; ++b) {
+    bad |= static_cast<unsigned>(!table[u8(p[b])]);
+  }
+  if (end % 2 == 1 && end - 1 >= i) {
+    bad |= static_cast<unsigned>(!bcd_nibble_ok(nibble_at(p, end - 1), track));
+  }
+  if (bad == 0) [[likely]] {
+    return {};
+  }
+  for (i = first; i < end; ++i) {
+    if (!bcd_nibble_ok(nibble_at(p, i), track)) {
       return {Errc::kBadCharset, i / 2};
     }
   }
@@ -153,7 +294,7 @@ FieldStatus validate_bcd(const FieldSpec& f, const std::byte* p, std::uint32_t w
 }  // namespace
 
 FieldStatus validate_value(const FieldSpec& f, std::span<const std::byte> value,
-                           std::uint32_t units) noexcept {
+                           std::uint32_t units, std::size_t before) noexcept {
   const std::byte* p = value.data();
   const auto n = static_cast<std::uint32_t>(value.size());
   switch (f.encoding) {
@@ -170,7 +311,8 @@ FieldStatus validate_value(const FieldSpec& f, std::span<const std::byte> value,
         }
         start = 1;
       }
-      const std::size_t bad = first_bad_char(table, f.class_mask, p + start, n - start);
+      const std::size_t bad =
+          first_bad_char(table, f.class_mask, p + start, n - start, before + start);
       if (bad != n - start) {
         return {Errc::kBadCharset, static_cast<std::uint32_t>(start + bad)};
       }
@@ -229,7 +371,7 @@ FieldStatus read_field(const FieldSpec& f, std::span<const std::byte> data, std:
     return {Errc::kTruncated, static_cast<std::uint32_t>(at)};
   }
   if constexpr (kValidate) {
-    const FieldStatus s = validate_value(f, data.subspan(at, wire), units);
+    const FieldStatus s = validate_value(f, data.subspan(at, wire), units, at);
     if (s.code != Errc::kOk) {
       return {s.code, static_cast<std::uint32_t>(at + s.offset)};
     }
@@ -263,26 +405,40 @@ inline int digit_nibble(const FieldSpec& f, std::uint8_t c) noexcept {
 }
 
 // Packs `text` as BCD into `wire` bytes at p with the spec's pad nibble; returns the index of
-// a bad character or text.size().
+// a bad character or text.size(). Writes whole bytes (no read-modify-write); a bad character
+// is only located after the loop, which stays branch-light for the common all-digits case.
 std::size_t pack_bcd(const FieldSpec& f, std::string_view text, std::byte* p,
                      std::uint32_t wire) noexcept {
   const BcdLayout l = bcd_layout(f, wire * 2, static_cast<std::uint32_t>(text.size()));
-  const std::uint8_t pad = pad_nibble(f);
-  std::memset(p, 0, wire);
-  const std::uint32_t first = l.pad_left ? l.pads : 0;
-  auto put = [p](std::uint32_t i, unsigned nib) {
-    const unsigned shift = (i % 2 == 0) ? 4U : 0U;
-    p[i / 2] |= static_cast<std::byte>(nib << shift);
-  };
-  for (std::uint32_t i = 0; i < l.pads; ++i) {
-    put(l.pad_left ? i : l.digits + i, pad);
-  }
-  for (std::uint32_t i = 0; i < l.digits; ++i) {
-    const int nib = digit_nibble(f, static_cast<std::uint8_t>(text[i]));
-    if (nib < 0) {
-      return i;
+  const unsigned pad = pad_nibble(f);
+  const std::uint32_t first = l.pad_left ? l.pads : 0;  // nibble index of the first digit
+  const std::uint32_t last = first + l.digits;
+  const char* t = text.data();
+  const bool plain = f.type != ContentType::kZ && f.unit != LengthUnit::kNibbles;
+  unsigned bad = 0;
+  auto nibble = [&](std::uint32_t k) -> unsigned {
+    if (k < first || k >= last) {
+      return pad;
     }
-    put(first + i, static_cast<unsigned>(nib));
+    const auto c = static_cast<std::uint8_t>(t[k - first]);
+    if (plain) {
+      const unsigned d = c - unsigned{'0'};
+      bad |= static_cast<unsigned>(d > 9);
+      return d & 0x0FU;
+    }
+    const int d = digit_nibble(f, c);
+    bad |= static_cast<unsigned>(d < 0);
+    return static_cast<unsigned>(d) & 0x0FU;
+  };
+  for (std::uint32_t j = 0; j < wire; ++j) {
+    p[j] = static_cast<std::byte>((nibble(2 * j) << 4U) | nibble(2 * j + 1));
+  }
+  if (bad != 0) {
+    for (std::uint32_t i = 0; i < l.digits; ++i) {
+      if (digit_nibble(f, static_cast<std::uint8_t>(t[i])) < 0) {
+        return i;
+      }
+    }
   }
   return text.size();
 }
@@ -292,28 +448,35 @@ std::size_t pack_bcd(const FieldSpec& f, std::string_view text, std::byte* p,
 FieldStatus write_field(const FieldSpec& f, std::span<const std::byte> value,
                         std::span<std::byte> out, std::size_t& pos) noexcept {
   const auto n = static_cast<std::uint32_t>(value.size());
+  // Fast path, the most common field: ASCII text of exactly its fixed length (DE 3, 4, 7, 11,
+  // 12, 13, 41, 42, ...). Copy, then check the copy in place a word at a time.
+  if (f.encoding == Encoding::kAscii && f.prefix_digits == 0 && n == f.max_units &&
+      f.type != ContentType::kXn && f.class_mask != 0) {
+    if (out.size() - pos < n) {
+      return {Errc::kBufferTooSmall, static_cast<std::uint32_t>(pos)};
+    }
+    std::byte* p = out.data() + pos;
+    copy_small(p, value.data(), n);
+    const std::size_t bad = first_bad_char(kAsciiClasses, f.class_mask, p, n, pos);
+    if (bad != n) {
+      return {Errc::kBadCharset, static_cast<std::uint32_t>(bad)};
+    }
+    pos += n;
+    return {};
+  }
   const bool binary = f.is_binary();
-  // Character fields: validate the canonical text before anything is written.
-  if (!binary) {
-    std::size_t start = 0;
-    if (f.type == ContentType::kXn && n > 0) {
-      const std::uint8_t c = static_cast<std::uint8_t>(value[0]);
-      if ((kAsciiClasses[c] & (f.sign_mask == 0 ? cls::kSign : f.sign_mask)) == 0) {
-        return {Errc::kBadCharset, 0};
-      }
-      start = 1;
+  // Character fields: the x+n sign is checked here; the other characters where they are
+  // written (BCD packing rejects what it cannot pack; ASCII and EBCDIC output is checked in
+  // place below, a word at a time, which a short caller string could not be).
+  const std::uint32_t sign = (!binary && f.type == ContentType::kXn && n > 0) ? 1 : 0;
+  if (sign != 0) {
+    const std::uint8_t c = static_cast<std::uint8_t>(value[0]);
+    if ((kAsciiClasses[c] & (f.sign_mask == 0 ? cls::kSign : f.sign_mask)) == 0) {
+      return {Errc::kBadCharset, 0};
     }
-    const bool bcd = f.encoding == Encoding::kBcd || f.encoding == Encoding::kAsciiSignBcd;
-    if (f.class_mask != 0 && !(bcd && f.unit == LengthUnit::kNibbles)) {
-      const std::size_t bad =
-          first_bad_char(kAsciiClasses, f.class_mask, value.data() + start, n - start);
-      if (bad != n - start) {
-        return {Errc::kBadCharset, static_cast<std::uint32_t>(start + bad)};
-      }
-    }
-    if (f.type == ContentType::kXn && n == 0 && f.is_fixed()) {
-      return {Errc::kValueTooShort, 0};  // a fixed x+n value needs at least its sign
-    }
+  }
+  if (!binary && f.type == ContentType::kXn && n == 0 && f.is_fixed()) {
+    return {Errc::kValueTooShort, 0};  // a fixed x+n value needs at least its sign
   }
   std::uint32_t units = n;
   std::uint32_t pad_chars = 0;
@@ -358,32 +521,44 @@ FieldStatus write_field(const FieldSpec& f, std::span<const std::byte> value,
       const auto pad = static_cast<std::uint8_t>(f.pad_char);
       const std::byte pad_byte = static_cast<std::byte>(ebcdic ? kAsciiToEbcdic[pad] : pad);
       // x+n keeps its sign first: left padding goes between the sign and the digits.
-      const std::uint32_t sign = (left && f.type == ContentType::kXn && n > 0) ? 1 : 0;
+      const std::uint32_t lead = left ? sign : 0;
       if (left) {
-        std::memset(dst + sign, static_cast<int>(pad_byte), pad_chars);
+        fill_small(dst + lead, pad_byte, pad_chars);
         dst += pad_chars;
       }
-      if (ebcdic) {
+      if (ebcdic && f.class_mask != 0) {
+        for (std::uint32_t i = 0; i < n; ++i) {
+          std::byte* const at = i < lead ? p + i : dst + i;
+          *at = static_cast<std::byte>(kAsciiToEbcdic256[static_cast<std::uint8_t>(src[i])]);
+        }
+      } else if (ebcdic) {
+        // Untyped bytes: printable ASCII is translated, anything else is carried as it is.
         for (std::uint32_t i = 0; i < n; ++i) {
           const auto c = static_cast<std::uint8_t>(src[i]);
-          const std::uint8_t e = c < 128 ? kAsciiToEbcdic[c] : 0;
-          std::byte* const at = i < sign ? p + i : dst + i;
-          if (e == 0 && binary) {
-            *at = static_cast<std::byte>(c);
-          } else if (e == 0) {
-            return {Errc::kBadCharset, i};
-          } else {
-            *at = static_cast<std::byte>(e);
-          }
+          const std::uint8_t e = kAsciiToEbcdic256[c];
+          std::byte* const at = i < lead ? p + i : dst + i;
+          *at = static_cast<std::byte>(e == 0 ? c : e);
         }
       } else if (n > 0) {
-        if (sign != 0) {
+        if (lead != 0) {
           p[0] = static_cast<std::byte>(src[0]);
         }
-        std::memcpy(dst + sign, src + sign, n - sign);
+        copy_small(dst + lead, src + lead, n - lead);
       }
       if (!left) {
-        std::memset(dst + n, static_cast<int>(pad_byte), pad_chars);
+        fill_small(dst + n, pad_byte, pad_chars);
+      }
+      if (f.class_mask != 0) {
+        // The written characters (pads included, which are in the class), after the sign.
+        const std::byte* chars = p + sign;
+        const std::size_t len = wire - sign;
+        const std::size_t bad =
+            first_bad_char(ebcdic ? kEbcdicClasses : kAsciiClasses, f.class_mask, chars, len,
+                           static_cast<std::size_t>(chars - out.data()));
+        if (bad != len) {
+          const std::size_t skipped = left ? pad_chars : 0;
+          return {Errc::kBadCharset, static_cast<std::uint32_t>(sign + bad - skipped)};
+        }
       }
       break;
     }
@@ -406,9 +581,7 @@ FieldStatus write_field(const FieldSpec& f, std::span<const std::byte> value,
       break;
     }
     case Encoding::kBinary:
-      if (n > 0) {
-        std::memcpy(p, value.data(), n);
-      }
+      copy_small(p, value.data(), n);
       break;
     case Encoding::kAsciiHex:
       for (std::uint32_t i = 0; i < n; ++i) {

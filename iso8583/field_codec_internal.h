@@ -32,9 +32,10 @@ FieldStatus read_field(const FieldSpec& f, std::span<const std::byte> data, std:
                        FieldExtent& out) noexcept;
 
 // Checks a value's content (charset, BCD nibbles, padding). Offsets are relative to
-// `value`; the caller adds where the value starts.
+// `value`; the caller adds where the value starts. `before` bytes ahead of the value are
+// readable (part of the same buffer), which lets short values be checked as one word.
 FieldStatus validate_value(const FieldSpec& f, std::span<const std::byte> value,
-                           std::uint32_t units) noexcept;
+                           std::uint32_t units, std::size_t before = 0) noexcept;
 
 // Writes a field (prefix and value) at `out[pos]` from its canonical form: ASCII text for
 // character fields, raw bytes for binary ones. On success `pos` moves past the field.

@@ -219,7 +219,7 @@ Result<std::size_t> walk(const Dialect& dialect, std::span<const std::byte> byte
         return fail(s.code, static_cast<std::uint16_t>(de), s.offset);
       }
       if constexpr (kValidate) {
-        if (f.composite != CompositeKind::kNone) {
+        if (f.check_inner) {
           auto r = validate_inner(dialect, f, bytes.subspan(x.value_offset, x.wire_len), de,
                                   x.value_offset);
           if (!r) {

@@ -3,6 +3,8 @@
 #include <string>
 #include <utility>
 
+#include "iso8583/charset_internal.h"
+
 namespace authswitch::iso8583 {
 namespace {
 
@@ -99,8 +101,12 @@ std::string finalize_field_spec(FieldSpec& f) {
     return "a bcd pad nibble is 0 or F";
   }
   f.class_mask = type_classes(f.type);
-  if (f.pad_side != PadSide::kNone && f.pad_char == ' ') {
-    f.class_mask |= cls::kSpace;
+  if (f.pad_side != PadSide::kNone && !bcd && f.class_mask != 0) {
+    // Pad characters are valid in the field (a space-padded numeric, say); only the pad's
+    // primary class is added, never the auxiliary ones (hex, sign, track separator).
+    constexpr std::uint8_t kPrimary = cls::kDigit | cls::kAlpha | cls::kSpace | cls::kSpecial;
+    f.class_mask = static_cast<std::uint8_t>(
+        f.class_mask | (internal::ascii_class(static_cast<std::uint8_t>(f.pad_char)) & kPrimary));
   }
   if (f.type == ContentType::kXn && f.sign_mask == 0) {
     f.sign_mask = cls::kSign;

@@ -94,6 +94,10 @@ struct FieldSpec {
   std::uint8_t sign_mask = 0;   // allowed cls:: bits for the x+n sign character
   CompositeKind composite = CompositeKind::kNone;
   std::uint16_t composite_index = 0;  // into Dialect::composites()
+  // Decode checks the composite's inner structure too. False for a positional composite
+  // whose fixed subfields have the parent's type and encoding and tile it exactly (DE 3):
+  // validating the parent already validated them.
+  bool check_inner = false;
   bool defined = false;
   bool sensitive = false;  // never print in clear (PAN, track data, PIN block)
   bool echo = false;       // copied from request to response by the response builder
