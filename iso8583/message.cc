@@ -79,6 +79,26 @@ inline void write_bitmap_word(BitmapEncoding enc, std::uint64_t v, std::byte* p)
 
 constexpr std::uint64_t kTopBit = std::uint64_t{1} << 63U;
 
+// Calls fn(de) for every data field announced by three bitmap words, in ascending order
+// (bits 1 and 65 announce bitmaps and are skipped). Stops and returns false when fn does.
+template <typename Fn>
+inline bool for_each_field(const std::array<std::uint64_t, 3>& words, Fn&& fn) noexcept {
+  for (unsigned w = 0; w < 3; ++w) {
+    std::uint64_t m = words[w];
+    if (w < 2) {
+      m &= ~kTopBit;
+    }
+    while (m != 0) {
+      const auto lz = static_cast<unsigned>(std::countl_zero(m));
+      m &= ~(kTopBit >> lz);
+      if (!fn(static_cast<int>(w * 64 + lz + 1))) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 // Checks a decoded field's inner structure (composite or BER-TLV).
 Result<void> validate_inner(const Dialect& d, const FieldSpec& f, std::span<const std::byte> value,
                             int de, std::size_t value_offset) noexcept {
@@ -384,49 +404,48 @@ Result<std::size_t> MessageBuilder::encode(std::span<std::byte> out) const noexc
     write_bitmap_word(info.bitmap_encoding, words[static_cast<std::size_t>(i)], out.data() + pos);
     pos += bm_bytes;
   }
-  for (unsigned w = 0; w < 3; ++w) {
-    std::uint64_t m = words[w];
-    if (w < 2) {
-      m &= ~kTopBit;
-    }
-    while (m != 0) {
-      const auto lz = static_cast<unsigned>(std::countl_zero(m));
-      m &= ~(kTopBit >> lz);
-      const int de = static_cast<int>(w * 64 + lz + 1);
-      const FieldSpec& f = dialect_->field(de);
-      const Value& v = values_[static_cast<std::size_t>(de)];
-      FieldStatus s;
-      switch (v.kind) {
-        case Kind::kRawWire:
-          if (cap - pos < v.size) {
-            return fail(Errc::kBufferTooSmall, static_cast<std::uint16_t>(de), pos);
-          }
-          std::memcpy(out.data() + pos, v.data, v.size);
-          pos += v.size;
-          continue;
-        case Kind::kText:
-        case Kind::kBytes:
-          s = internal::write_field(
-              f, std::span<const std::byte>(static_cast<const std::byte*>(v.data), v.size), out,
-              pos);
-          break;
-        case Kind::kForeign: {
-          std::array<std::byte, 1024> scratch;
-          const FieldView fv = foreign_->field(de);
-          const auto canon = internal::canonical(*fv.spec, fv.wire, fv.units, scratch);
-          if (canon.data() == nullptr && !fv.wire.empty()) {
-            return fail(Errc::kValueTooLong, static_cast<std::uint16_t>(de), pos);
-          }
-          s = internal::write_field(f, canon, out, pos);
-          break;
+  Error error;
+  const bool ok = for_each_field(words, [&](int de) {
+    const auto field = static_cast<std::uint16_t>(de);
+    const FieldSpec& f = dialect_->field(de);
+    const Value& v = values_[static_cast<std::size_t>(de)];
+    FieldStatus s;
+    switch (v.kind) {
+      case Kind::kRawWire:
+        if (cap - pos < v.size) {
+          error = Error{Errc::kBufferTooSmall, field, 0, static_cast<std::uint32_t>(pos)};
+          return false;
         }
-      }
-      if (s.code != Errc::kOk) {
-        // Encode errors report the offset inside the value; the field says where.
-        return fail(s.code, static_cast<std::uint16_t>(de),
-                    s.code == Errc::kBufferTooSmall ? pos : s.offset);
+        std::memcpy(out.data() + pos, v.data, v.size);
+        pos += v.size;
+        return true;
+      case Kind::kText:
+      case Kind::kBytes:
+        s = internal::write_field(
+            f, std::span<const std::byte>(static_cast<const std::byte*>(v.data), v.size), out, pos);
+        break;
+      case Kind::kForeign: {
+        std::array<std::byte, 1024> scratch;
+        const FieldView fv = foreign_->field(de);
+        const auto canon = internal::canonical(*fv.spec, fv.wire, fv.units, scratch);
+        if (canon.data() == nullptr && !fv.wire.empty()) {
+          error = Error{Errc::kValueTooLong, field, 0, static_cast<std::uint32_t>(pos)};
+          return false;
+        }
+        s = internal::write_field(f, canon, out, pos);
+        break;
       }
     }
+    if (s.code != Errc::kOk) {
+      // Encode errors report the offset inside the value; the field says where.
+      error = Error{s.code, field, 0,
+                    s.code == Errc::kBufferTooSmall ? static_cast<std::uint32_t>(pos) : s.offset};
+      return false;
+    }
+    return true;
+  });
+  if (!ok) {
+    return base::unexpected(error);
   }
   if (pos > info.max_message_bytes) {
     return fail(Errc::kMessageTooLarge, 0, pos);
@@ -444,21 +463,12 @@ Result<void> build_response(const MessageView& request, std::string_view respons
   out.reset(mti);
   out.set_header(request.header());
   const auto& echo = request.dialect().echo_fields();
-  const auto& words = request.bitmap_words();
-  for (unsigned w = 0; w < 3; ++w) {
-    std::uint64_t m = words[w];
-    if (w < 2) {
-      m &= ~kTopBit;
+  for_each_field(request.bitmap_words(), [&](int de) {
+    if (echo.test(static_cast<std::size_t>(de)) && de != 38 && de != 39) {
+      out.copy_from(request, de);
     }
-    while (m != 0) {
-      const auto lz = static_cast<unsigned>(std::countl_zero(m));
-      m &= ~(kTopBit >> lz);
-      const int de = static_cast<int>(w * 64 + lz + 1);
-      if (echo.test(static_cast<std::size_t>(de)) && de != 38 && de != 39) {
-        out.copy_from(request, de);
-      }
-    }
-  }
+    return true;
+  });
   if (!request.dialect().field(39).defined) {
     return fail(Errc::kUndefinedField, 39, 0);
   }

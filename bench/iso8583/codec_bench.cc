@@ -23,9 +23,9 @@
 #include <benchmark/benchmark.h>
 
 #include "base/assert.h"
-#include "bench/alloc_counter.h"
 #include "iso8583/dialect_loader.h"
 #include "iso8583/message.h"
+#include "tests/support/alloc_counter.h"
 
 namespace authswitch::iso8583 {
 namespace {
@@ -115,8 +115,8 @@ const Sample& sample(std::size_t index) {
 }
 
 // Sets the common counters. Allocation counts are differences across the timed loop.
-void report(benchmark::State& state, const Sample& s, const bench::AllocSnapshot& before) {
-  const bench::AllocSnapshot after = bench::alloc_snapshot();
+void report(benchmark::State& state, const Sample& s, const support::AllocSnapshot& before) {
+  const support::AllocSnapshot after = support::alloc_snapshot();
   const auto iterations = static_cast<double>(state.iterations());
   state.SetItemsProcessed(state.iterations());
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(s.wire.size()));
@@ -124,7 +124,7 @@ void report(benchmark::State& state, const Sample& s, const bench::AllocSnapshot
   state.counters["fields"] = s.fields;
   state.counters["allocs_per_op"] =
       static_cast<double>(after.allocations - before.allocations) / iterations;
-  if (bench::jemalloc_counter_available()) {
+  if (support::jemalloc_counter_available()) {
     state.counters["jemalloc_bytes_per_op"] =
         static_cast<double>(after.jemalloc_bytes - before.jemalloc_bytes) / iterations;
   }
@@ -133,7 +133,7 @@ void report(benchmark::State& state, const Sample& s, const bench::AllocSnapshot
 void BM_Decode(benchmark::State& state, std::size_t index) {
   const Sample& s = sample(index);
   MessageView view;
-  const bench::AllocSnapshot before = bench::alloc_snapshot();
+  const support::AllocSnapshot before = support::alloc_snapshot();
   for (auto _ : state) {
     const auto r = decode(*s.dialect, s.wire, view);
     benchmark::DoNotOptimize(r);
@@ -148,7 +148,7 @@ void BM_Decode(benchmark::State& state, std::size_t index) {
 
 void BM_Measure(benchmark::State& state, std::size_t index) {
   const Sample& s = sample(index);
-  const bench::AllocSnapshot before = bench::alloc_snapshot();
+  const support::AllocSnapshot before = support::alloc_snapshot();
   for (auto _ : state) {
     const auto r = measure(*s.dialect, s.wire);
     benchmark::DoNotOptimize(r);
@@ -165,7 +165,7 @@ void BM_Encode(benchmark::State& state, std::size_t index) {
   const Sample& s = sample(index);
   MessageBuilder b(*s.dialect);
   std::array<std::byte, kOutBytes> out{};
-  const bench::AllocSnapshot before = bench::alloc_snapshot();
+  const support::AllocSnapshot before = support::alloc_snapshot();
   for (auto _ : state) {
     fill_request(b, s.iso93);
     const auto n = b.encode(out);
@@ -185,7 +185,7 @@ void BM_EncodeOnly(benchmark::State& state, std::size_t index) {
   MessageBuilder b(*s.dialect);
   fill_request(b, s.iso93);
   std::array<std::byte, kOutBytes> out{};
-  const bench::AllocSnapshot before = bench::alloc_snapshot();
+  const support::AllocSnapshot before = support::alloc_snapshot();
   for (auto _ : state) {
     const auto n = b.encode(out);
     benchmark::DoNotOptimize(n);
@@ -205,7 +205,7 @@ void BM_BuildResponse(benchmark::State& state, std::size_t index) {
   AS_ASSERT(decode(*s.dialect, s.wire, request).has_value());
   MessageBuilder b(*s.dialect);
   std::array<std::byte, kOutBytes> out{};
-  const bench::AllocSnapshot before = bench::alloc_snapshot();
+  const support::AllocSnapshot before = support::alloc_snapshot();
   for (auto _ : state) {
     const auto built = build_response(request, s.response_code, "A1B2C3", b);
     const auto n = b.encode(out);
@@ -226,7 +226,7 @@ void BM_DecodeAndRespond(benchmark::State& state, std::size_t index) {
   MessageView request;
   MessageBuilder b(*s.dialect);
   std::array<std::byte, kOutBytes> out{};
-  const bench::AllocSnapshot before = bench::alloc_snapshot();
+  const support::AllocSnapshot before = support::alloc_snapshot();
   for (auto _ : state) {
     const auto r = decode(*s.dialect, s.wire, request);
     const auto built = build_response(request, s.response_code, "A1B2C3", b);

@@ -3,18 +3,15 @@
 // decode, text_value of every field, DE 55 TLV walk, response build and encode, response frame
 // header) while the calling thread's allocation count must stay unchanged.
 //
-// Counting: this file replaces the global operator new/delete (every form) for the whole
-// iso8583_tests binary. The replacements forward to malloc/free and count calls on the
-// current thread only (thread_local), so other threads cannot disturb a reading. This works
-// with ASan too (ASan intercepts the malloc underneath). When jemalloc is linked
-// (AS_HAVE_JEMALLOC), jemalloc's per-thread `thread.allocatedp` is read as well: it also sees
-// malloc calls that bypass operator new.
+// Counting: tests/support/alloc_counter.cc, linked into iso8583_tests, replaces the global
+// operator new/delete (every form) and counts calls on the current thread only, so other
+// threads cannot disturb a reading. This works with ASan too (ASan intercepts the malloc
+// underneath). When jemalloc is linked (AS_HAVE_JEMALLOC), jemalloc's per-thread byte counter
+// is read as well: it also sees malloc calls that bypass operator new.
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <new>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,95 +23,7 @@
 #include "iso8583/message.h"
 #include "iso8583/spec.h"
 #include "iso8583/tlv.h"
-
-#if defined(AS_HAVE_JEMALLOC) && __has_include(<jemalloc/jemalloc.h>)
-#include <jemalloc/jemalloc.h>
-#define AS_ALLOC_TEST_JEMALLOC 1
-#endif
-
-namespace {
-
-// Constant-initialised, so touching it from operator new never allocates or recurses.
-thread_local std::uint64_t t_allocations = 0;
-
-void* counted_malloc(std::size_t size) noexcept {
-  ++t_allocations;
-  return std::malloc(size == 0 ? 1 : size);  // NOLINT(cppcoreguidelines-no-malloc)
-}
-
-void* counted_aligned(std::size_t size, std::align_val_t alignment) noexcept {
-  ++t_allocations;
-  auto align = static_cast<std::size_t>(alignment);
-  if (align < sizeof(void*)) {
-    align = sizeof(void*);
-  }
-  void* p = nullptr;
-  return posix_memalign(&p, align, size == 0 ? 1 : size) == 0 ? p : nullptr;
-}
-
-void* counted_or_throw(std::size_t size) {
-  for (;;) {
-    if (void* p = counted_malloc(size)) {
-      return p;
-    }
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) {
-      throw std::bad_alloc();
-    }
-    handler();
-  }
-}
-
-void* counted_aligned_or_throw(std::size_t size, std::align_val_t alignment) {
-  for (;;) {
-    if (void* p = counted_aligned(size, alignment)) {
-      return p;
-    }
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) {
-      throw std::bad_alloc();
-    }
-    handler();
-  }
-}
-
-void release(void* p) noexcept { std::free(p); }  // NOLINT(cppcoreguidelines-no-malloc)
-
-}  // namespace
-
-// Replacements of the global allocation functions ([replacement.functions]).
-void* operator new(std::size_t size) { return counted_or_throw(size); }
-void* operator new[](std::size_t size) { return counted_or_throw(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return counted_malloc(size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return counted_malloc(size);
-}
-void* operator new(std::size_t size, std::align_val_t alignment) {
-  return counted_aligned_or_throw(size, alignment);
-}
-void* operator new[](std::size_t size, std::align_val_t alignment) {
-  return counted_aligned_or_throw(size, alignment);
-}
-void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return counted_aligned(size, alignment);
-}
-void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return counted_aligned(size, alignment);
-}
-void operator delete(void* p) noexcept { release(p); }
-void operator delete[](void* p) noexcept { release(p); }
-void operator delete(void* p, std::size_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t) noexcept { release(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
+#include "tests/support/alloc_counter.h"
 
 namespace authswitch::iso8583 {
 namespace {
@@ -131,20 +40,10 @@ constexpr std::array<std::uint8_t, 39> kIccData = {
     0x02, 0x00, 0x42, 0x70, 0x07, 0x9F, 0x10, 0x04, 0x06, 0x01, 0x0A, 0x03};
 constexpr std::size_t kIccObjects = 6;
 
-std::uint64_t thread_allocations() noexcept { return t_allocations; }
+using support::thread_allocations;
 
-// Bytes jemalloc has allocated for this thread, or 0 without jemalloc.
 std::uint64_t jemalloc_thread_allocated() noexcept {
-#ifdef AS_ALLOC_TEST_JEMALLOC
-  std::uint64_t value = 0;
-  std::size_t size = sizeof(value);
-  if (mallctl("thread.allocated", &value, &size, nullptr, 0) != 0) {
-    return 0;
-  }
-  return value;
-#else
-  return 0;
-#endif
+  return support::jemalloc_thread_allocated_bytes();
 }
 
 // Everything one message needs, allocated before counting starts (as a session's slot is).

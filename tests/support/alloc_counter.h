@@ -1,6 +1,6 @@
 #pragma once
-// Heap allocation counters for the benchmarks' allocs/op figures (STYLE.md, Memory: "benchmarks
-// report allocs/op").
+// Heap allocation counters for allocs/op in benchmarks and zero-allocation tests (STYLE.md, Memory:
+// "benchmarks report allocs/op").
 //
 // alloc_counter.cc replaces the global operator new and delete (every form: plain, array,
 // sized, aligned and nothrow) in the executable that links it, and counts each call to an
@@ -9,11 +9,11 @@
 // jemalloc's per-thread counter `thread.allocatedp`, which sees every allocation.
 //
 // Thread-safety: the counters are thread_local; each thread reads its own. Link this into
-// benchmark executables only: it changes operator new for the whole program.
+// benchmark and test executables only: it changes operator new for the whole program.
 
 #include <cstdint>
 
-namespace authswitch::bench {
+namespace authswitch::support {
 
 // Calls to any operator new made by the calling thread so far.
 [[nodiscard]] std::uint64_t thread_allocations() noexcept;
@@ -35,4 +35,4 @@ struct AllocSnapshot {
   return {thread_allocations(), jemalloc_thread_allocated_bytes()};
 }
 
-}  // namespace authswitch::bench
+}  // namespace authswitch::support

@@ -1,4 +1,4 @@
-#include "bench/alloc_counter.h"
+#include "tests/support/alloc_counter.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -80,7 +80,7 @@ const std::uint64_t* jemalloc_counter() noexcept {
 
 }  // namespace
 
-namespace authswitch::bench {
+namespace authswitch::support {
 
 std::uint64_t thread_allocations() noexcept { return t_allocations; }
 
@@ -101,7 +101,7 @@ std::uint64_t jemalloc_thread_allocated_bytes() noexcept {
 #endif
 }
 
-}  // namespace authswitch::bench
+}  // namespace authswitch::support
 
 // Replacements of the global allocation functions ([replacement.functions]).
 void* operator new(std::size_t size) { return allocate_or_throw(size); }
