@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/assert.h"
+#include "base/compiler.h"
 #include "iso8583/charset_internal.h"
 #include "iso8583/composite.h"
 #include "iso8583/field_codec_internal.h"
@@ -82,7 +83,8 @@ constexpr std::uint64_t kTopBit = std::uint64_t{1} << 63U;
 // Calls fn(de) for every data field announced by three bitmap words, in ascending order
 // (bits 1 and 65 announce bitmaps and are skipped). Stops and returns false when fn does.
 template <typename Fn>
-inline bool for_each_field(const std::array<std::uint64_t, 3>& words, Fn&& fn) noexcept {
+[[gnu::always_inline]] inline bool for_each_field(const std::array<std::uint64_t, 3>& words,
+                                                  Fn&& fn) noexcept {
   for (unsigned w = 0; w < 3; ++w) {
     std::uint64_t m = words[w];
     if (w < 2) {
@@ -405,7 +407,7 @@ Result<std::size_t> MessageBuilder::encode(std::span<std::byte> out) const noexc
     pos += bm_bytes;
   }
   Error error;
-  const bool ok = for_each_field(words, [&](int de) {
+  const bool ok = for_each_field(words, [&](int de) AS_ALWAYS_INLINE {
     const auto field = static_cast<std::uint16_t>(de);
     const FieldSpec& f = dialect_->field(de);
     const Value& v = values_[static_cast<std::size_t>(de)];
@@ -463,7 +465,7 @@ Result<void> build_response(const MessageView& request, std::string_view respons
   out.reset(mti);
   out.set_header(request.header());
   const auto& echo = request.dialect().echo_fields();
-  for_each_field(request.bitmap_words(), [&](int de) {
+  for_each_field(request.bitmap_words(), [&](int de) AS_ALWAYS_INLINE {
     if (echo.test(static_cast<std::size_t>(de)) && de != 38 && de != 39) {
       out.copy_from(request, de);
     }
