@@ -1,0 +1,77 @@
+#pragma once
+// The Lua script that performs every stateful step of an authorization-side message on one
+// account (limits/scripts/holds.lua, embedded at build time), the key layout it works on, and
+// the decision it returns.
+//
+// Key layout: every key of an account carries the account's hash tag, so one script call
+// touches one Redis Cluster slot:
+//   as:{a:<account>}             account   HASH cur bal held st od
+//   as:{a:<account>}:c:<token>   card      HASH st exp + usage counters per day/month/channel
+//   as:{a:<account>}:h           holds     HASH <hold id> -> packed hold record
+//   as:{a:<account>}:hx          expiry    ZSET <hold id> by expiry time (pending holds only)
+//   as:{a:<account>}:i:<txn>     replay    STRING fingerprint + reply, expires after a window
+// <token> is the PAN token (limits/pan_token.h), never the PAN.
+//
+// Thread-safety: AccountKeys and Decision are values, one thread each.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace authswitch::limits {
+
+struct EmbeddedScript {
+  std::string_view name;
+  std::string_view text;
+};
+
+// Every Lua script of the module, by file stem (generated from limits/scripts/*.lua).
+std::span<const EmbeddedScript> embedded_scripts() noexcept;
+
+// The holds script's source text.
+[[nodiscard]] std::string_view holds_script() noexcept;
+
+inline constexpr std::size_t kAccountIdMax = 32;
+inline constexpr std::size_t kTxnKeyMax = 64;
+inline constexpr std::size_t kCardTokenMax = 64;
+inline constexpr std::size_t kKeyMax = 16 + kAccountIdMax + kTxnKeyMax;
+
+// The five keys of one script call, formatted into fixed buffers (no allocation).
+class AccountKeys {
+ public:
+  enum Index : std::size_t { kAccount, kCard, kHolds, kExpiry, kReplay, kCount };
+
+  // Fails (returns false) when a part is empty, too long, or holds a character that would
+  // break the layout ('{', '}', ':' or a space).
+  [[nodiscard]] bool set(std::string_view account_id, std::string_view card_token,
+                         std::string_view txn_key) noexcept;
+  [[nodiscard]] std::string_view key(Index i) const noexcept {
+    return {keys_[i].data(), lengths_[i]};
+  }
+
+ private:
+  std::array<std::array<char, kKeyMax>, kCount> keys_{};
+  std::array<std::size_t, kCount> lengths_{};
+};
+
+// What the script decided, from its reply { rc, approved, balance, available, reason, value,
+// threshold }. Amounts are minor units of the account's currency.
+struct Decision {
+  std::array<char, 2> response_code{};  // ISO 8583 DE 39, e.g. "00", "51"
+  std::int64_t approved_minor = 0;
+  std::int64_t balance_minor = 0;
+  std::int64_t available_minor = 0;
+  std::array<char, 24> reason{};  // NUL-padded: "" or the rule that decided
+  std::int64_t value = 0;         // the value the rule saw (e.g. the day's amount with this one)
+  std::int64_t threshold = 0;     // the rule's limit
+
+  [[nodiscard]] std::string_view code() const noexcept {
+    return {response_code.data(), response_code.size()};
+  }
+  [[nodiscard]] std::string_view reason_text() const noexcept;
+  [[nodiscard]] bool approved() const noexcept { return code() == "00" || code() == "10"; }
+};
+
+}  // namespace authswitch::limits

@@ -1,0 +1,423 @@
+// The holds script (limits/scripts/holds.lua) against a real redis-server: every transition,
+// its replay, limits, card and account states, expiry, and atomicity under concurrent clients.
+// After each test the ledger invariant is checked: available = balance + overdraft - the sum of
+// pending holds, and `held` equals that sum.
+#include "limits/holds_script.h"
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+
+#include "tests/support/redis_fixture.h"
+#include "tests/support/redis_server.h"
+
+namespace authswitch::limits {
+namespace {
+
+using support::RedisReplyPtr;
+
+constexpr std::int64_t kNow = 1'700'000'000'000;  // ms; the clock is an argument, not the host's
+constexpr std::int64_t kHoldTtl = 7LL * 24 * 3600 * 1000;
+
+// Limits of the profile used unless a test says otherwise.
+struct Profile {
+  std::int64_t per_txn = 50'000;
+  std::int64_t day_amount = 100'000;
+  std::int64_t day_count = 10;
+  std::int64_t month_amount = 1'000'000;
+  std::int64_t month_count = 100;
+};
+
+RedisReplyPtr command(redisContext& c, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lens;
+  for (const auto& a : args) {
+    argv.push_back(a.c_str());
+    lens.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(&c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+  if (r == nullptr) {
+    throw std::runtime_error("redis I/O error");
+  }
+  return RedisReplyPtr(r);
+}
+
+std::string load_script(redisContext& c) {
+  const auto r = command(c, {"SCRIPT", "LOAD", std::string(holds_script())});
+  if (r->type != REDIS_REPLY_STRING) {
+    throw std::runtime_error(std::string("SCRIPT LOAD failed: ") + (r->str ? r->str : "?"));
+  }
+  return {r->str, r->len};
+}
+
+Decision to_decision(const redisReply& r) {
+  EXPECT_EQ(r.type, REDIS_REPLY_ARRAY) << (r.str != nullptr ? r.str : "");
+  Decision d;
+  if (r.type != REDIS_REPLY_ARRAY || r.elements != 7) {
+    return d;
+  }
+  auto text = [&](std::size_t i) { return std::string(r.element[i]->str, r.element[i]->len); };
+  const std::string rc = text(0);
+  d.response_code = {rc[0], rc[1]};
+  d.approved_minor = r.element[1]->integer;
+  d.balance_minor = r.element[2]->integer;
+  d.available_minor = r.element[3]->integer;
+  const std::string reason = text(4);
+  std::copy_n(reason.begin(), std::min(reason.size(), d.reason.size()), d.reason.begin());
+  d.value = r.element[5]->integer;
+  d.threshold = r.element[6]->integer;
+  return d;
+}
+
+class Holds : public support::SharedRedisTest {
+ protected:
+  void SetUp() override {
+    support::SharedRedisTest::SetUp();
+    sha_ = load_script(redis());
+    open_account("1", 100'000, 0);
+    add_card("1", "tok1", "active", "2812");
+  }
+
+  void TearDown() override { expect_invariant("1"); }
+
+  void open_account(const std::string& id, std::int64_t balance, std::int64_t overdraft,
+                    const std::string& status = "active") {
+    command(redis(), {"HSET", "as:{a:" + id + "}", "cur", "840", "bal", std::to_string(balance),
+                      "held", "0", "st", status, "od", std::to_string(overdraft)});
+  }
+  void add_card(const std::string& account, const std::string& token, const std::string& status,
+                const std::string& expiry) {
+    command(redis(), {"HSET", "as:{a:" + account + "}:c:" + token, "st", status, "exp", expiry});
+  }
+
+  Decision run(const std::string& op, const std::string& txn, std::vector<std::string> args,
+               std::int64_t now = kNow, const std::string& token = "tok1",
+               const std::string& account = "1", redisContext* ctx = nullptr) {
+    AccountKeys keys;
+    EXPECT_TRUE(keys.set(account, token, txn));
+    std::string fingerprint = op;
+    for (const auto& a : args) {
+      fingerprint += "|" + a;
+    }
+    std::vector<std::string> argv = {"EVALSHA", sha_, "5"};
+    for (std::size_t i = 0; i < AccountKeys::kCount; ++i) {
+      argv.emplace_back(keys.key(static_cast<AccountKeys::Index>(i)));
+    }
+    argv.insert(argv.end(), {op, std::to_string(now), "86400000", fingerprint});
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = command(ctx != nullptr ? *ctx : redis(), argv);
+    return to_decision(*r);
+  }
+
+  // auth hold `txn` for `amount` on channel `ch`.
+  Decision auth(const std::string& txn, std::int64_t amount, bool partial_ok = false,
+                const Profile& p = {}, const std::string& ch = "pos",
+                const std::string& day = "20231114", const std::string& presented = "",
+                std::int64_t now = kNow, const std::string& token = "tok1",
+                redisContext* ctx = nullptr) {
+    return run("auth", txn,
+               {txn, std::to_string(amount), "840", ch, "5411", presented, day, day.substr(0, 6),
+                "2311", partial_ok ? "1" : "0", std::to_string(kHoldTtl), std::to_string(p.per_txn),
+                std::to_string(p.day_amount), std::to_string(p.day_count),
+                std::to_string(p.month_amount), std::to_string(p.month_count)},
+               now, token, "1", ctx);
+  }
+  Decision capture(const std::string& txn, const std::string& hold, std::int64_t amount) {
+    return run("capture", txn, {hold, std::to_string(amount)});
+  }
+  Decision reverse(const std::string& txn, const std::string& hold, std::int64_t remaining) {
+    return run("reverse", txn, {hold, std::to_string(remaining)});
+  }
+  Decision balance(const std::string& txn, std::int64_t now = kNow) {
+    return run("balance", txn, {}, now);
+  }
+
+  std::map<std::string, std::string> hash(const std::string& key) {
+    const auto r = command(redis(), {"HGETALL", key});
+    std::map<std::string, std::string> m;
+    for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
+      m[r->element[i]->str] = r->element[i + 1]->str;
+    }
+    return m;
+  }
+  std::string hold_state(const std::string& id) { return hash("as:{a:1}:h")[id].substr(0, 1); }
+  std::int64_t field(const std::string& key, const std::string& f) {
+    const auto m = hash(key);
+    const auto it = m.find(f);
+    return it == m.end() ? 0 : std::stoll(it->second);
+  }
+  // Everything the account owns, for "changes nothing" checks.
+  std::string snapshot() {
+    std::string s;
+    for (const char* k : {"as:{a:1}", "as:{a:1}:c:tok1", "as:{a:1}:h"}) {
+      for (const auto& [f, v] : hash(k)) {
+        s += std::string(k) + "." + f + "=" + v + ";";
+      }
+    }
+    return s;
+  }
+  void expect_invariant(const std::string& id) {
+    std::int64_t pending = 0;
+    for (const auto& [hold, record] : hash("as:{a:" + id + "}:h")) {
+      if (record[0] == 'P') {
+        pending += std::stoll(record.substr(2, record.find('|', 2) - 2));
+      }
+    }
+    const auto a = hash("as:{a:" + id + "}");
+    EXPECT_EQ(std::stoll(a.at("held")), pending) << "held must equal the sum of pending holds";
+    const Decision d = run("balance", "invariant-check-" + std::to_string(kNow), {});
+    EXPECT_EQ(d.available_minor, std::stoll(a.at("bal")) + std::stoll(a.at("od")) - pending);
+  }
+
+  std::string sha_;
+};
+
+TEST_F(Holds, ApprovalPlacesAPendingHoldAndReducesAvailable) {
+  const Decision d = auth("t1", 2'500);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 2'500);
+  EXPECT_EQ(d.balance_minor, 100'000);
+  EXPECT_EQ(d.available_minor, 97'500);
+  EXPECT_EQ(hold_state("t1"), "P");
+  EXPECT_EQ(field("as:{a:1}", "held"), 2'500);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 1);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 2'500);
+}
+
+TEST_F(Holds, ReplayReturnsTheOriginalAnswerAndChangesNothing) {
+  const Decision first = auth("t1", 2'500);
+  const std::string before = snapshot();
+  const Decision again = auth("t1", 2'500);
+  EXPECT_EQ(again.code(), first.code());
+  EXPECT_EQ(again.approved_minor, first.approved_minor);
+  EXPECT_EQ(again.available_minor, first.available_minor);
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, SameKeyWithADifferentRequestIsADuplicate) {
+  auth("t1", 2'500);
+  const std::string before = snapshot();
+  const Decision d = auth("t1", 2'600);
+  EXPECT_EQ(d.code(), "94");
+  EXPECT_EQ(d.reason_text(), "duplicate_key");
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, InsufficientFundsDeclinesWithTheFigures) {
+  const Decision d =
+      auth("t1", 100'001, false, Profile{.per_txn = 1'000'000, .day_amount = 1'000'000});
+  EXPECT_EQ(d.code(), "51");
+  EXPECT_EQ(d.reason_text(), "available");
+  EXPECT_EQ(d.value, 100'001);
+  EXPECT_EQ(d.threshold, 100'000);
+  EXPECT_EQ(field("as:{a:1}", "held"), 0);
+}
+
+TEST_F(Holds, PartialApprovalWhenTheRequestAllowsIt) {
+  const Profile big{.per_txn = 1'000'000, .day_amount = 1'000'000};
+  ASSERT_EQ(auth("t1", 90'000, false, big).code(), "00");
+  const Decision d = auth("t2", 25'000, true, big);
+  EXPECT_EQ(d.code(), "10");
+  EXPECT_EQ(d.approved_minor, 10'000);
+  EXPECT_EQ(d.available_minor, 0);
+  EXPECT_EQ(auth("t3", 1, true, big).code(), "51");  // nothing left to approve partially
+}
+
+TEST_F(Holds, OverdraftExtendsAvailable) {
+  open_account("1", 1'000, 500);
+  EXPECT_EQ(auth("t1", 1'500).code(), "00");
+  EXPECT_EQ(auth("t2", 1).code(), "51");
+}
+
+TEST_F(Holds, CaptureForLessReleasesTheRestOfTheHold) {
+  auth("t1", 2'500);
+  const Decision d = capture("c1", "t1", 2'000);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.balance_minor, 98'000);
+  EXPECT_EQ(d.available_minor, 98'000);
+  EXPECT_EQ(hold_state("t1"), "C");
+}
+
+TEST_F(Holds, CaptureForMoreIsNeverDeclined) {
+  open_account("1", 1'000, 0);
+  auth("t1", 1'000);
+  const Decision d = capture("c1", "t1", 1'200);  // e.g. a tip: the network has paid already
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.balance_minor, -200);
+  EXPECT_EQ(d.available_minor, -200);
+}
+
+TEST_F(Holds, SecondCaptureOfAHoldIsADuplicateAndChangesNothing) {
+  auth("t1", 2'500);
+  capture("c1", "t1", 2'500);
+  const std::string before = snapshot();
+  EXPECT_EQ(capture("c2", "t1", 2'500).code(), "94");
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, CaptureWithoutAnAuthorizationPostsAnyway) {
+  const Decision d = capture("c1", "never-authorized", 700);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.balance_minor, 99'300);
+}
+
+TEST_F(Holds, FullReversalBeforeCaptureVoidsTheHoldAndUndoesItsCountOnce) {
+  auth("t1", 2'500);
+  const Decision d = reverse("r1", "t1", 0);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 2'500);
+  EXPECT_EQ(d.available_minor, 100'000);
+  EXPECT_EQ(hold_state("t1"), "V");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 0);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 0);
+  // A second reversal under another key is acknowledged and changes nothing.
+  const std::string before = snapshot();
+  EXPECT_EQ(reverse("r2", "t1", 0).code(), "00");
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, PartialReversalLeavesTheReplacementAmountHeld) {
+  auth("t1", 2'500);
+  const Decision d = reverse("r1", "t1", 1'000);  // DE 95: 1,000 stays authorized
+  EXPECT_EQ(d.approved_minor, 1'500);
+  EXPECT_EQ(d.available_minor, 99'000);
+  EXPECT_EQ(hold_state("t1"), "P");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 1);  // the purchase still counts
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 1'000);
+}
+
+TEST_F(Holds, ReversalAfterCaptureCreditsBack) {
+  auth("t1", 2'500);
+  capture("c1", "t1", 2'500);
+  const Decision d = reverse("r1", "t1", 500);
+  EXPECT_EQ(d.approved_minor, 2'000);
+  EXPECT_EQ(d.balance_minor, 99'500);
+  EXPECT_EQ(reverse("r2", "t1", 0).balance_minor, 100'000);
+  EXPECT_EQ(hold_state("t1"), "V");
+}
+
+TEST_F(Holds, ReversalOfAnUnknownHoldIsAcknowledged) {
+  const Decision d = reverse("r1", "unknown", 0);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.reason_text(), "no_hold");
+}
+
+TEST_F(Holds, AnExpiredHoldReturnsItsAmountWhenTheAccountIsTouched) {
+  auth("t1", 2'500);
+  EXPECT_EQ(balance("b1", kNow + kHoldTtl - 1).available_minor, 97'500);
+  const Decision d = balance("b2", kNow + kHoldTtl);
+  EXPECT_EQ(d.available_minor, 100'000);
+  EXPECT_EQ(hold_state("t1"), "X");
+  // A completion that arrives after the expiry still posts (it can never be declined).
+  EXPECT_EQ(capture("c1", "t1", 2'500).balance_minor, 97'500);
+}
+
+TEST_F(Holds, LimitsPerTransactionDayAndMonth) {
+  const Profile p{.per_txn = 5'000,
+                  .day_amount = 8'000,
+                  .day_count = 2,
+                  .month_amount = 9'000,
+                  .month_count = 3};
+  Decision d = auth("t1", 5'001, false, p);
+  EXPECT_EQ(d.code(), "61");
+  EXPECT_EQ(d.reason_text(), "per_transaction");
+  EXPECT_EQ(d.threshold, 5'000);
+  EXPECT_EQ(auth("t2", 5'000, false, p).code(), "00");
+  d = auth("t3", 3'001, false, p);
+  EXPECT_EQ(d.code(), "61");
+  EXPECT_EQ(d.reason_text(), "day_amount");
+  EXPECT_EQ(d.value, 8'001);
+  EXPECT_EQ(auth("t4", 1'000, false, p).code(), "00");
+  d = auth("t5", 1, false, p);
+  EXPECT_EQ(d.code(), "65");
+  EXPECT_EQ(d.reason_text(), "day_count");
+  // The next day: day counters start again, the month's go on.
+  d = auth("t6", 3'001, false, p, "pos", "20231115");
+  EXPECT_EQ(d.code(), "61");
+  EXPECT_EQ(d.reason_text(), "month_amount");
+  EXPECT_EQ(auth("t7", 3'000, false, p, "pos", "20231115").code(), "00");
+  d = auth("t8", 1, false, p, "pos", "20231115");
+  EXPECT_EQ(d.code(), "65");
+  EXPECT_EQ(d.reason_text(), "month_count");
+}
+
+TEST_F(Holds, LimitsAreCountedPerChannel) {
+  const Profile p{.day_count = 1};
+  EXPECT_EQ(auth("t1", 100, false, p, "pos").code(), "00");
+  EXPECT_EQ(auth("t2", 100, false, p, "pos").code(), "65");
+  EXPECT_EQ(auth("t3", 100, false, p, "atm").code(), "00");
+}
+
+TEST_F(Holds, CardAndAccountStatesDecline) {
+  struct Case {
+    const char* status;
+    const char* rc;
+  };
+  for (const Case c : {Case{"blocked", "62"}, Case{"lost", "41"}, Case{"stolen", "43"},
+                       Case{"closed", "62"}, Case{"inactive", "62"}}) {
+    add_card("1", "tok1", c.status, "2812");
+    const Decision d = auth(std::string("t-") + c.status, 100);
+    EXPECT_EQ(d.code(), c.rc) << c.status;
+  }
+  add_card("1", "tok1", "active", "2310");
+  EXPECT_EQ(auth("t-expired", 100).code(), "54");
+  add_card("1", "tok1", "active", "2812");
+  EXPECT_EQ(auth("t-mismatch", 100, false, {}, "pos", "20231114", "2901").code(), "54");
+  EXPECT_EQ(auth("t-unknown-card", 100, false, {}, "pos", "20231114", "", kNow, "tok9").code(),
+            "14");
+  open_account("1", 100'000, 0, "blocked");
+  EXPECT_EQ(auth("t-account", 100).code(), "62");
+  EXPECT_EQ(field("as:{a:1}", "held"), 0);
+}
+
+TEST_F(Holds, ConcurrentClientsNeverOverspendOneAccount) {
+  // 8 clients, each with its own connection, race 40 authorizations of 1,000 against a balance
+  // of 100,000 (320 requests, room for exactly 100).
+  const Profile p{.day_amount = 10'000'000,
+                  .day_count = 1'000,
+                  .month_amount = 10'000'000,
+                  .month_count = 1'000};
+  std::atomic<int> approved{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      auto ctx = server().connect();
+      for (int i = 0; i < 40; ++i) {
+        const std::string txn = "c" + std::to_string(c) + "-" + std::to_string(i);
+        if (auth(txn, 1'000, false, p, "pos", "20231114", "", kNow, "tok1", ctx.get()).approved()) {
+          approved.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  for (auto& t : clients) {
+    t.join();
+  }
+  EXPECT_EQ(approved.load(), 100);
+  EXPECT_EQ(field("as:{a:1}", "held"), 100'000);
+  EXPECT_EQ(balance("b1").available_minor, 0);
+}
+
+TEST(AccountKeys, LayoutUnderOneHashTag) {
+  AccountKeys k;
+  ASSERT_TRUE(k.set("42", "0123abcd", "0100-000001-123456"));
+  EXPECT_EQ(k.key(AccountKeys::kAccount), "as:{a:42}");
+  EXPECT_EQ(k.key(AccountKeys::kCard), "as:{a:42}:c:0123abcd");
+  EXPECT_EQ(k.key(AccountKeys::kHolds), "as:{a:42}:h");
+  EXPECT_EQ(k.key(AccountKeys::kExpiry), "as:{a:42}:hx");
+  EXPECT_EQ(k.key(AccountKeys::kReplay), "as:{a:42}:i:0100-000001-123456");
+  EXPECT_FALSE(k.set("4{2", "t", "x"));
+  EXPECT_FALSE(k.set("42", "t", "a b"));
+  EXPECT_FALSE(k.set("", "t", "x"));
+  EXPECT_FALSE(k.set(std::string(kAccountIdMax + 1, '1'), "t", "x"));
+}
+
+}  // namespace
+}  // namespace authswitch::limits
