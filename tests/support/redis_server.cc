@@ -451,7 +451,7 @@ void RedisServer::remove_data_dir() noexcept {
   std::filesystem::remove_all(data_dir_, ec);
 }
 
-RedisReplyPtr redis_command(redisContext& ctx, std::initializer_list<std::string_view> args) {
+RedisReplyPtr redis_command(redisContext& ctx, std::span<const std::string_view> args) {
   std::vector<const char*> argv;
   std::vector<std::size_t> lengths;
   argv.reserve(args.size());
@@ -466,6 +466,15 @@ RedisReplyPtr redis_command(redisContext& ctx, std::initializer_list<std::string
                              (ctx.errstr[0] != '\0' ? ctx.errstr : "no reply"));
   }
   return RedisReplyPtr(static_cast<redisReply*>(reply));
+}
+
+RedisReplyPtr redis_command(redisContext& ctx, std::initializer_list<std::string_view> args) {
+  return redis_command(ctx, std::span<const std::string_view>(args.begin(), args.size()));
+}
+
+RedisReplyPtr redis_command(redisContext& ctx, const std::vector<std::string>& args) {
+  const std::vector<std::string_view> views(args.begin(), args.end());
+  return redis_command(ctx, std::span<const std::string_view>(views));
 }
 
 RedisServer& shared_redis_server() {

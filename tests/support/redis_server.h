@@ -20,8 +20,10 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <hiredis/hiredis.h>
 #include <sys/types.h>
@@ -124,7 +126,10 @@ class RedisServer {
 // escaping), and returns the reply, which may be an error reply. Throws std::runtime_error on
 // an I/O error or timeout; the connection is unusable afterwards.
 [[nodiscard]] RedisReplyPtr redis_command(redisContext& ctx,
+                                          std::span<const std::string_view> args);
+[[nodiscard]] RedisReplyPtr redis_command(redisContext& ctx,
                                           std::initializer_list<std::string_view> args);
+[[nodiscard]] RedisReplyPtr redis_command(redisContext& ctx, const std::vector<std::string>& args);
 
 // The server shared by every test of one binary that asks for it (see redis_fixture.h):
 // started with default options on first use, stopped and deleted when the program exits.
