@@ -25,7 +25,12 @@ local replay_ms = tonumber(ARGV[3])
 local fingerprint = ARGV[4]
 
 -- Hold record: state|amount|posted|currency|mcc|expires|channel|day|month|created
--- state: P pending, C posted (captured), V voided, X expired.
+-- state: P pending (amount held),
+--        C posted: a captured hold, or a single-message debit (amount = what the limits
+--          counted, posted = debited); a full reversal gives that usage back,
+--        R refund credit (amount 0, posted = credited),
+--        V voided (reversed in full), X expired.
+-- A reversal reduces `posted` of C (credit back) and R (take the credit back); 0 left is V.
 local function unpack_hold(s)
   local f = {}
   for part in string.gmatch(s, '([^|]*)|?') do
@@ -93,23 +98,86 @@ local function add_usage(h, amount, count)
   end
 end
 
+-- A pending hold past its expiry: its amount returns.
+local function expire_hold(id, h)
+  redis.call('HINCRBY', acct, 'held', -h.amt)
+  h.st = 'X'
+  redis.call('HSET', holds, id, pack_hold(h))
+  redis.call('ZREM', expiry, id)
+end
+
 -- Pending holds past their expiry return their amount. Bounded per call; the sweep does the
 -- rest for accounts nobody touches.
 local function expire_due(limit)
   local due = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     local s = redis.call('HGET', holds, id)
-    if s then
-      local h = unpack_hold(s)
-      if h.st == 'P' then
-        redis.call('HINCRBY', acct, 'held', -h.amt)
-        h.st = 'X'
-        redis.call('HSET', holds, id, pack_hold(h))
-      end
+    if s and string.sub(s, 1, 1) == 'P' then
+      expire_hold(id, unpack_hold(s))
+    else
+      redis.call('ZREM', expiry, id)
     end
-    redis.call('ZREM', expiry, id)
   end
   return #due
+end
+
+local card_rc = { blocked = '62', closed = '62', inactive = '62', lost = '41', stolen = '43' }
+
+-- Card and account checks of a message that takes money (auth, incr, debit): nil when they
+-- pass, else the decline. `cur` nil skips the currency check (an increment keeps its hold's).
+local function check_card(cur, presented, yymm, amount)
+  local ac = redis.call('HMGET', acct, 'cur', 'st')
+  if not ac[1] then return decline('14', 'no_account') end
+  local cd = redis.call('HMGET', card, 'st', 'exp')
+  if not cd[1] then return decline('14', 'no_card') end
+  if cd[1] ~= 'active' then return decline(card_rc[cd[1]] or '62', 'card_' .. cd[1]) end
+  if ac[2] ~= 'active' then return decline('62', 'account_' .. ac[2]) end
+  if cd[2] < yymm then return decline('54', 'expired') end
+  if presented ~= '' and presented ~= cd[2] then return decline('54', 'expiry_mismatch') end
+  if cur and cur ~= ac[1] then return decline('57', 'currency') end
+  if amount == nil or amount <= 0 then return decline('13', 'amount') end
+  return nil
+end
+
+-- The limit arguments auth, incr and debit share, from a[i] on: today(YYYYMMDD) month(YYYYMM)
+-- current_yymm partial_ok(0/1) hold_ttl_ms per_txn_max day_amount_max day_count_max
+-- month_amount_max month_count_max.
+local function limit_args(a, i)
+  return { day = a[i], mon = a[i + 1], yymm = a[i + 2], partial_ok = a[i + 3] == '1',
+           ttl = tonumber(a[i + 4]), per_txn = tonumber(a[i + 5]), day_amt = tonumber(a[i + 6]),
+           day_cnt = tonumber(a[i + 7]), mon_amt = tonumber(a[i + 8]),
+           mon_cnt = tonumber(a[i + 9]) }
+end
+
+-- Per-transaction, period and available checks of `amount` against usage `u`. `total` is the
+-- transaction's amount with this one (an increment: the hold's new amount); `count` is 1 for a
+-- new transaction, 0 for an increment. Returns the decline, or nil, the approved amount, the
+-- response code ("00", or "10" for a partial approval) and the available amount it saw.
+local function check_limits(l, u, amount, total, count)
+  if total > l.per_txn then return decline('61', 'per_transaction', total, l.per_txn) end
+  if count > 0 then
+    if u.dN + count > l.day_cnt then
+      return decline('65', 'day_count', u.dN + count, l.day_cnt)
+    end
+    if u.mN + count > l.mon_cnt then
+      return decline('65', 'month_count', u.mN + count, l.mon_cnt)
+    end
+  end
+  if u.dA + amount > l.day_amt then
+    return decline('61', 'day_amount', u.dA + amount, l.day_amt)
+  end
+  if u.mA + amount > l.mon_amt then
+    return decline('61', 'month_amount', u.mA + amount, l.mon_amt)
+  end
+  local _, avail = balances()
+  if amount <= avail then return nil, amount, '00', avail end
+  if l.partial_ok and avail > 0 then return nil, avail, '10', avail end
+  return decline('51', 'available', amount, avail)
+end
+
+local function approve(rc, approved, amount, avail)
+  if rc == '10' then return reply(rc, approved, 'partial', amount, avail) end
+  return reply(rc, approved)
 end
 
 local ops = {}
@@ -119,46 +187,99 @@ local ops = {}
 --       day_count_max month_amount_max month_count_max
 function ops.auth(a)
   local id, amount, cur, ch, mcc, presented = a[5], tonumber(a[6]), a[7], a[8], a[9], a[10]
-  local day, mon, yymm, partial_ok, ttl = a[11], a[12], a[13], a[14] == '1', tonumber(a[15])
-  local per_txn, day_amt, day_cnt = tonumber(a[16]), tonumber(a[17]), tonumber(a[18])
-  local mon_amt, mon_cnt = tonumber(a[19]), tonumber(a[20])
-  local ac = redis.call('HMGET', acct, 'cur', 'st')
-  if not ac[1] then return decline('14', 'no_account') end
-  local cd = redis.call('HMGET', card, 'st', 'exp')
-  if not cd[1] then return decline('14', 'no_card') end
-  local card_rc = { blocked = '62', closed = '62', inactive = '62', lost = '41', stolen = '43' }
-  if cd[1] ~= 'active' then return decline(card_rc[cd[1]] or '62', 'card_' .. cd[1]) end
-  if ac[2] ~= 'active' then return decline('62', 'account_' .. ac[2]) end
-  if cd[2] < yymm then return decline('54', 'expired') end
-  if presented ~= '' and presented ~= cd[2] then return decline('54', 'expiry_mismatch') end
-  if cur ~= ac[1] then return decline('57', 'currency') end
-  if amount == nil or amount <= 0 then return decline('13', 'amount') end
+  local l = limit_args(a, 11)
+  local no = check_card(cur, presented, l.yymm, amount)
+  if no then return no end
   if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
-  if amount > per_txn then return decline('61', 'per_transaction', amount, per_txn) end
-  local u = usage(ch, day, mon)
-  if u.dN + 1 > day_cnt then return decline('65', 'day_count', u.dN + 1, day_cnt) end
-  if u.mN + 1 > mon_cnt then return decline('65', 'month_count', u.mN + 1, mon_cnt) end
-  if u.dA + amount > day_amt then return decline('61', 'day_amount', u.dA + amount, day_amt) end
-  if u.mA + amount > mon_amt then
-    return decline('61', 'month_amount', u.mA + amount, mon_amt)
-  end
-  local _, avail = balances()
-  local approved, rc = amount, '00'
-  if amount > avail then
-    if partial_ok and avail > 0 then
-      approved, rc = avail, '10'
-    else
-      return decline('51', 'available', amount, avail)
-    end
-  end
-  local h = { st = 'P', amt = approved, posted = 0, cur = cur, mcc = mcc, exp = now + ttl,
-              ch = ch, day = day, mon = mon, created = now }
+  local approved, rc, avail
+  no, approved, rc, avail = check_limits(l, usage(ch, l.day, l.mon), amount, amount, 1)
+  if no then return no end
+  local h = { st = 'P', amt = approved, posted = 0, cur = cur, mcc = mcc, exp = now + l.ttl,
+              ch = ch, day = l.day, mon = l.mon, created = now }
   redis.call('HSET', holds, id, pack_hold(h))
   redis.call('ZADD', expiry, h.exp, id)
   redis.call('HINCRBY', acct, 'held', approved)
   add_usage(h, approved, 1)
-  if rc == '10' then return reply(rc, approved, 'partial', amount, avail) end
-  return reply(rc, approved)
+  return approve(rc, approved, amount, avail)
+end
+
+-- incr: hold_id additional_amount today month current_yymm partial_ok hold_ttl_ms per_txn_max
+--       day_amount_max day_count_max month_amount_max month_count_max
+-- Incremental authorization (hotel, fuel top-up) of the pending hold `hold_id`, with the limit
+-- arguments of auth in auth's order. Card and account are checked like auth (no currency or
+-- expiry is presented: the hold's stand). The increment is no new transaction: the counts are
+-- not checked or raised, per_txn_max applies to the hold's new total, and the amount counts in
+-- the day and month of the original hold (so its reversal undoes it there; once the card's
+-- counters have moved to a later period the increment is checked against and added to nothing
+-- there). today and month are unused; they keep the argument tail identical to auth's.
+-- Raises the hold and moves its expiry to now + hold_ttl_ms (never earlier). Replies the
+-- approved increment. A hold that is missing, not pending or past its expiry: 12.
+function ops.incr(a)
+  local id, amount = a[5], tonumber(a[6])
+  local l = limit_args(a, 7)
+  local no = check_card(nil, '', l.yymm, amount)
+  if no then return no end
+  local s = redis.call('HGET', holds, id)
+  if not s then return decline('12', 'no_pending_hold') end
+  local h = unpack_hold(s)
+  if h.st == 'P' and h.exp <= now then expire_hold(id, h) end
+  if h.st ~= 'P' then return decline('12', 'no_pending_hold') end
+  local approved, rc, avail
+  no, approved, rc, avail = check_limits(l, usage(h.ch, h.day, h.mon), amount, h.amt + amount, 0)
+  if no then return no end
+  h.amt = h.amt + approved
+  h.exp = math.max(h.exp, now + l.ttl)
+  redis.call('HSET', holds, id, pack_hold(h))
+  redis.call('ZADD', expiry, h.exp, id)
+  redis.call('HINCRBY', acct, 'held', approved)
+  add_usage(h, approved, 0)
+  return approve(rc, approved, amount, avail)
+end
+
+-- debit: txn_id amount currency channel mcc presented_expiry today month current_yymm
+--        partial_ok hold_ttl_ms per_txn_max day_amount_max day_count_max month_amount_max
+--        month_count_max
+-- Single-message financial transaction (0200: PIN purchase, ATM cash): auth's arguments in
+-- auth's order (hold_ttl_ms unused: nothing is held) and auth's checks, but it posts at once:
+-- `bal` goes down, `held` is untouched. Counts toward usage like auth. Recorded as a posted
+-- record (C, amount 0, posted = debited) so that a reversal credits it back.
+function ops.debit(a)
+  local id, amount, cur, ch, mcc, presented = a[5], tonumber(a[6]), a[7], a[8], a[9], a[10]
+  local l = limit_args(a, 11)
+  local no = check_card(cur, presented, l.yymm, amount)
+  if no then return no end
+  if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
+  local approved, rc, avail
+  no, approved, rc, avail = check_limits(l, usage(ch, l.day, l.mon), amount, amount, 1)
+  if no then return no end
+  -- amt records what the usage counters counted, so a full reversal can undo it.
+  local h = { st = 'C', amt = approved, posted = approved, cur = cur, mcc = mcc, exp = now,
+              ch = ch, day = l.day, mon = l.mon, created = now }
+  redis.call('HSET', holds, id, pack_hold(h))
+  redis.call('HINCRBY', acct, 'bal', -approved)
+  add_usage(h, approved, 1)
+  return approve(rc, approved, amount, avail)
+end
+
+-- refund: txn_id amount currency
+-- Credit to the account (processing code 20). Money coming back to the customer: the card is
+-- not read (a refund on a blocked, lost, stolen or expired card is accepted) and neither is an
+-- account state other than closed (a blocked account still receives credits); a closed
+-- account declines 62. Counts toward no limit. Recorded as R with posted = the credit, so that
+-- a reversal takes the credit back.
+function ops.refund(a)
+  local id, amount, cur = a[5], tonumber(a[6]), a[7]
+  local ac = redis.call('HMGET', acct, 'cur', 'st')
+  if not ac[1] then return decline('14', 'no_account') end
+  if ac[2] == 'closed' then return decline('62', 'account_closed') end
+  if cur ~= ac[1] then return decline('57', 'currency') end
+  if amount == nil or amount <= 0 then return decline('13', 'amount') end
+  if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
+  local h = { st = 'R', amt = 0, posted = amount, cur = cur, mcc = '', exp = now, ch = '',
+              day = '', mon = '', created = now }
+  redis.call('HSET', holds, id, pack_hold(h))
+  redis.call('HINCRBY', acct, 'bal', amount)
+  return reply('00', amount)
 end
 
 -- capture: hold_id final_amount. A completion is never declined: it posts the final amount
@@ -185,7 +306,8 @@ function ops.capture(a)
 end
 
 -- reverse: hold_id remaining_amount. Leaves `remaining` standing (0 = full reversal): reduces
--- or voids a pending hold, or credits back what was posted beyond it. Always acknowledged.
+-- or voids a pending hold, credits back what was posted beyond it (captures and debits), or
+-- takes back what a refund credited beyond it (even below zero). Always acknowledged.
 function ops.reverse(a)
   local id, remaining = a[5], tonumber(a[6])
   if remaining == nil or remaining < 0 then return decline('13', 'amount') end
@@ -209,9 +331,22 @@ function ops.reverse(a)
     local credited = h.posted - remaining
     redis.call('HINCRBY', acct, 'bal', credited)
     h.posted = remaining
-    if remaining == 0 then h.st = 'V' end
+    if remaining == 0 then
+      h.st = 'V'
+      -- The transaction did not happen: give back what it counted (once: V is final). A
+      -- completion that had no authorization (ch empty) counted nothing.
+      if h.ch ~= '' then add_usage(h, -h.amt, -1) end
+    end
     redis.call('HSET', holds, id, pack_hold(h))
     return reply('00', credited)
+  elseif h.st == 'R' then
+    if remaining >= h.posted then return reply('00', 0, 'nothing_to_take_back') end
+    local taken = h.posted - remaining
+    redis.call('HINCRBY', acct, 'bal', -taken)
+    h.posted = remaining
+    if remaining == 0 then h.st = 'V' end
+    redis.call('HSET', holds, id, pack_hold(h))
+    return reply('00', taken)
   end
   return reply('00', 0, 'hold_' .. h.st)
 end

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,18 +36,7 @@ struct Profile {
 };
 
 RedisReplyPtr command(redisContext& c, const std::vector<std::string>& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  for (const auto& a : args) {
-    argv.push_back(a.c_str());
-    lens.push_back(a.size());
-  }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(&c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-  if (r == nullptr) {
-    throw std::runtime_error("redis I/O error");
-  }
-  return RedisReplyPtr(r);
+  return support::redis_command(c, args);
 }
 
 std::string load_script(redisContext& c) {
@@ -138,6 +128,42 @@ class Holds : public support::SharedRedisTest {
   Decision balance(const std::string& txn, std::int64_t now = kNow) {
     return run("balance", txn, {}, now);
   }
+  // The limit arguments auth, incr and debit end with, from today on.
+  static std::vector<std::string> limit_tail(const std::string& day, bool partial_ok,
+                                             const Profile& p) {
+    return {day,
+            day.substr(0, 6),
+            "2311",
+            partial_ok ? "1" : "0",
+            std::to_string(kHoldTtl),
+            std::to_string(p.per_txn),
+            std::to_string(p.day_amount),
+            std::to_string(p.day_count),
+            std::to_string(p.month_amount),
+            std::to_string(p.month_count)};
+  }
+  // incremental authorization `txn` of hold `hold` by `amount`.
+  Decision incr(const std::string& txn, const std::string& hold, std::int64_t amount,
+                bool partial_ok = false, const Profile& p = {}, std::int64_t now = kNow) {
+    std::vector<std::string> args = {hold, std::to_string(amount)};
+    const auto tail = limit_tail("20231114", partial_ok, p);
+    args.insert(args.end(), tail.begin(), tail.end());
+    return run("incr", txn, args, now);
+  }
+  // single-message debit `txn` of `amount`.
+  Decision debit(const std::string& txn, std::int64_t amount, bool partial_ok = false,
+                 const Profile& p = {}, const std::string& presented = "",
+                 const std::string& currency = "840") {
+    std::vector<std::string> args = {txn,      std::to_string(amount), currency, "atm", "6011",
+                                     presented};
+    const auto tail = limit_tail("20231114", partial_ok, p);
+    args.insert(args.end(), tail.begin(), tail.end());
+    return run("debit", txn, args);
+  }
+  Decision refund(const std::string& txn, std::int64_t amount,
+                  const std::string& currency = "840") {
+    return run("refund", txn, {txn, std::to_string(amount), currency});
+  }
 
   std::map<std::string, std::string> hash(const std::string& key) {
     const auto r = command(redis(), {"HGETALL", key});
@@ -148,6 +174,20 @@ class Holds : public support::SharedRedisTest {
     return m;
   }
   std::string hold_state(const std::string& id) { return hash("as:{a:1}:h")[id].substr(0, 1); }
+  // Field `n` (0 = state) of the packed hold record `id`.
+  std::string hold_field(const std::string& id, int n) {
+    std::istringstream record(hash("as:{a:1}:h")[id]);
+    std::string part;
+    for (int i = 0; i <= n; ++i) {
+      std::getline(record, part, '|');
+    }
+    return part;
+  }
+  // The hold's score in the expiry ZSET, or -1 when it is not there.
+  std::int64_t expiry_score(const std::string& id) {
+    const auto r = command(redis(), {"ZSCORE", "as:{a:1}:hx", id});
+    return r->type == REDIS_REPLY_STRING ? std::stoll(std::string(r->str, r->len)) : -1;
+  }
   std::int64_t field(const std::string& key, const std::string& f) {
     const auto m = hash(key);
     const auto it = m.find(f);
@@ -301,6 +341,8 @@ TEST_F(Holds, ReversalAfterCaptureCreditsBack) {
   EXPECT_EQ(d.balance_minor, 99'500);
   EXPECT_EQ(reverse("r2", "t1", 0).balance_minor, 100'000);
   EXPECT_EQ(hold_state("t1"), "V");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 0);  // counted once, given back once
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 0);
 }
 
 TEST_F(Holds, ReversalOfAnUnknownHoldIsAcknowledged) {
@@ -403,6 +445,297 @@ TEST_F(Holds, ConcurrentClientsNeverOverspendOneAccount) {
   EXPECT_EQ(approved.load(), 100);
   EXPECT_EQ(field("as:{a:1}", "held"), 100'000);
   EXPECT_EQ(balance("b1").available_minor, 0);
+}
+
+void expect_same(const Decision& again, const Decision& first) {
+  EXPECT_EQ(again.code(), first.code());
+  EXPECT_EQ(again.approved_minor, first.approved_minor);
+  EXPECT_EQ(again.balance_minor, first.balance_minor);
+  EXPECT_EQ(again.available_minor, first.available_minor);
+  EXPECT_EQ(again.reason_text(), first.reason_text());
+}
+
+TEST_F(Holds, IncrementRaisesTheHoldAndExtendsItsExpiry) {
+  auth("t1", 2'500);
+  EXPECT_EQ(expiry_score("t1"), kNow + kHoldTtl);
+  constexpr std::int64_t kLater = kNow + 3'600'000;
+  const Decision d = incr("i1", "t1", 1'000, false, {}, kLater);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 1'000);
+  EXPECT_EQ(d.balance_minor, 100'000);
+  EXPECT_EQ(d.available_minor, 96'500);
+  EXPECT_EQ(field("as:{a:1}", "held"), 3'500);
+  EXPECT_EQ(hold_state("t1"), "P");
+  EXPECT_EQ(hold_field("t1", 1), "3500");
+  EXPECT_EQ(expiry_score("t1"), kLater + kHoldTtl);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 3'500);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 1);  // not a new transaction
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "mN.pos"), 1);
+  // The original expiry has no effect any more; the extended one has.
+  EXPECT_EQ(balance("b1", kNow + kHoldTtl).available_minor, 96'500);
+  EXPECT_EQ(hold_state("t1"), "P");
+  EXPECT_EQ(balance("b2", kLater + kHoldTtl).available_minor, 100'000);
+  EXPECT_EQ(hold_state("t1"), "X");
+}
+
+TEST_F(Holds, IncrementCountsAmountsNotTransactions) {
+  const Profile p{.per_txn = 5'000, .day_amount = 6'000, .day_count = 2};
+  ASSERT_EQ(auth("t1", 4'000, false, p).code(), "00");
+  ASSERT_EQ(auth("t2", 1'000, false, p).code(), "00");  // the day's count is now used up
+  EXPECT_EQ(incr("i1", "t1", 500, false, p).code(), "00");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 2);
+  Decision d = incr("i2", "t1", 501, false, p);  // the hold's total is the transaction's
+  EXPECT_EQ(d.code(), "61");
+  EXPECT_EQ(d.reason_text(), "per_transaction");
+  EXPECT_EQ(d.value, 5'001);
+  EXPECT_EQ(d.threshold, 5'000);
+  d = incr("i3", "t2", 501, false, p);
+  EXPECT_EQ(d.code(), "61");
+  EXPECT_EQ(d.reason_text(), "day_amount");
+  EXPECT_EQ(d.value, 6'001);
+  EXPECT_EQ(field("as:{a:1}", "held"), 5'500);
+  // A full reversal undoes the increment with the hold.
+  EXPECT_EQ(reverse("r1", "t1", 0).approved_minor, 4'500);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 1'000);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 1);
+}
+
+TEST_F(Holds, IncrementOverAvailableDeclinesOrApprovesPartially) {
+  open_account("1", 10'000, 0);
+  ASSERT_EQ(auth("t1", 8'000).code(), "00");
+  Decision d = incr("i1", "t1", 3'000);
+  EXPECT_EQ(d.code(), "51");
+  EXPECT_EQ(d.reason_text(), "available");
+  EXPECT_EQ(d.value, 3'000);
+  EXPECT_EQ(d.threshold, 2'000);
+  EXPECT_EQ(field("as:{a:1}", "held"), 8'000);
+  EXPECT_EQ(expiry_score("t1"), kNow + kHoldTtl);
+  d = incr("i2", "t1", 3'000, true);
+  EXPECT_EQ(d.code(), "10");
+  EXPECT_EQ(d.approved_minor, 2'000);
+  EXPECT_EQ(d.available_minor, 0);
+  EXPECT_EQ(hold_field("t1", 1), "10000");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 10'000);
+  EXPECT_EQ(incr("i3", "t1", 1, true).code(), "51");
+}
+
+TEST_F(Holds, IncrementOfAHoldThatIsNotPendingIs12) {
+  auth("t1", 2'500);
+  capture("c1", "t1", 2'500);
+  auth("t2", 1'000);
+  reverse("r1", "t2", 0);
+  debit("d1", 700);
+  refund("f1", 300);
+  const std::string before = snapshot();
+  for (const char* hold : {"t1", "t2", "d1", "f1", "unknown"}) {
+    const Decision d = incr(std::string("i-") + hold, hold, 100);
+    EXPECT_EQ(d.code(), "12") << hold;
+    EXPECT_EQ(d.reason_text(), "no_pending_hold") << hold;
+  }
+  EXPECT_EQ(snapshot(), before);
+  EXPECT_EQ(expiry_score("t1"), -1);
+  EXPECT_EQ(expiry_score("t2"), -1);
+}
+
+TEST_F(Holds, IncrementOfAnExpiredHoldIs12AndReleasesIt) {
+  // 17 holds expire together; the lazy expiry of one call handles 16 (h00..h15), so h16 is
+  // still pending when the increment reads it and the increment must notice the expiry itself.
+  const Profile p{.day_count = 100};
+  for (int i = 0; i < 17; ++i) {
+    ASSERT_EQ(auth((i < 10 ? "h0" : "h") + std::to_string(i), 100, false, p).code(), "00");
+  }
+  const Decision d = incr("i1", "h16", 100, false, p, kNow + kHoldTtl);
+  EXPECT_EQ(d.code(), "12");
+  EXPECT_EQ(d.reason_text(), "no_pending_hold");
+  EXPECT_EQ(hold_state("h16"), "X");
+  EXPECT_EQ(expiry_score("h16"), -1);
+  EXPECT_EQ(field("as:{a:1}", "held"), 0);
+  EXPECT_EQ(d.available_minor, 100'000);
+}
+
+TEST_F(Holds, IncrementChecksTheCardLikeAuth) {
+  auth("t1", 2'500);
+  add_card("1", "tok1", "blocked", "2812");
+  EXPECT_EQ(incr("i1", "t1", 100).code(), "62");
+  add_card("1", "tok1", "active", "2310");
+  EXPECT_EQ(incr("i2", "t1", 100).code(), "54");
+  add_card("1", "tok1", "active", "2812");
+  EXPECT_EQ(incr("i3", "t1", 0).code(), "13");
+  EXPECT_EQ(field("as:{a:1}", "held"), 2'500);
+}
+
+TEST_F(Holds, IncrementThenCaptureForTheTotal) {
+  auth("t1", 2'500);
+  incr("i1", "t1", 1'000);
+  incr("i2", "t1", 500);
+  const Decision d = capture("c1", "t1", 4'000);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 4'000);
+  EXPECT_EQ(d.balance_minor, 96'000);
+  EXPECT_EQ(d.available_minor, 96'000);
+  EXPECT_EQ(field("as:{a:1}", "held"), 0);
+  EXPECT_EQ(hold_state("t1"), "C");
+  EXPECT_EQ(expiry_score("t1"), -1);
+}
+
+TEST_F(Holds, IncrementReplayChangesNothing) {
+  auth("t1", 2'500);
+  const Decision first = incr("i1", "t1", 1'000, false, {}, kNow + 1'000);
+  ASSERT_EQ(first.code(), "00");
+  const std::string before = snapshot();
+  const Decision again = incr("i1", "t1", 1'000, false, {}, kNow + 1'000);
+  expect_same(again, first);
+  EXPECT_EQ(snapshot(), before);
+  EXPECT_EQ(expiry_score("t1"), kNow + 1'000 + kHoldTtl);
+  EXPECT_EQ(incr("i1", "t1", 1'001).code(), "94");
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, DebitPostsAtOnce) {
+  const Decision d = debit("d1", 2'500);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 2'500);
+  EXPECT_EQ(d.balance_minor, 97'500);
+  EXPECT_EQ(d.available_minor, 97'500);
+  EXPECT_EQ(field("as:{a:1}", "held"), 0);
+  EXPECT_EQ(hold_state("d1"), "C");
+  EXPECT_EQ(hold_field("d1", 2), "2500");
+  EXPECT_EQ(expiry_score("d1"), -1);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.atm"), 1);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.atm"), 2'500);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "mA.atm"), 2'500);
+  EXPECT_EQ(debit("d1", 100).code(), "94");  // the same key, another request
+}
+
+TEST_F(Holds, DebitDeclinesLikeAuth) {
+  const Profile big{.per_txn = 1'000'000, .day_amount = 1'000'000};
+  auth("t1", 30'000, false, big);
+  const std::string before = snapshot();
+  Decision d = debit("d-51", 70'001, false, big);
+  EXPECT_EQ(d.code(), "51");
+  EXPECT_EQ(d.value, 70'001);
+  EXPECT_EQ(d.threshold, 70'000);
+  d = debit("d-per-txn", 50'001);
+  EXPECT_EQ(d.code(), "61");
+  EXPECT_EQ(d.reason_text(), "per_transaction");
+  d = debit("d-day", 5'000, false, Profile{.day_amount = 4'999});
+  EXPECT_EQ(d.code(), "61");
+  EXPECT_EQ(d.reason_text(), "day_amount");
+  EXPECT_EQ(debit("d-57", 100, false, {}, "", "978").code(), "57");
+  EXPECT_EQ(debit("d-54-presented", 100, false, {}, "2901").code(), "54");
+  EXPECT_EQ(snapshot(), before);
+  ASSERT_EQ(debit("d1", 100, false, Profile{.day_count = 1}).code(), "00");
+  d = debit("d-65", 100, false, Profile{.day_count = 1});
+  EXPECT_EQ(d.code(), "65");
+  EXPECT_EQ(d.reason_text(), "day_count");
+  add_card("1", "tok1", "blocked", "2812");
+  EXPECT_EQ(debit("d-62", 100).code(), "62");
+  add_card("1", "tok1", "active", "2310");
+  EXPECT_EQ(debit("d-54", 100).code(), "54");
+  EXPECT_EQ(field("as:{a:1}", "bal"), 99'900);
+  EXPECT_EQ(field("as:{a:1}", "held"), 30'000);
+}
+
+TEST_F(Holds, DebitPartialApprovalWhenTheRequestAllowsIt) {
+  open_account("1", 3'000, 0);
+  const Decision d = debit("d1", 5'000, true);  // e.g. cash back the account cannot cover
+  EXPECT_EQ(d.code(), "10");
+  EXPECT_EQ(d.approved_minor, 3'000);
+  EXPECT_EQ(d.balance_minor, 0);
+  EXPECT_EQ(hold_field("d1", 2), "3000");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.atm"), 3'000);
+  EXPECT_EQ(debit("d2", 1, true).code(), "51");
+}
+
+TEST_F(Holds, ReversalOfADebitCreditsItBackOnce) {
+  debit("d1", 2'500);
+  Decision d = reverse("r1", "d1", 1'000);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 1'500);
+  EXPECT_EQ(d.balance_minor, 99'000);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.atm"), 1);  // a partial reversal: it still happened
+  d = reverse("r2", "d1", 0);
+  EXPECT_EQ(d.approved_minor, 1'000);
+  EXPECT_EQ(d.balance_minor, 100'000);
+  EXPECT_EQ(hold_state("d1"), "V");
+  // Reversed in full (e.g. an ATM that timed out): the day's usage is given back.
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.atm"), 0);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.atm"), 0);
+  const std::string before = snapshot();
+  d = reverse("r3", "d1", 0);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 0);
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, RefundCreditsEvenOnABlockedCard) {
+  Decision d = refund("f1", 1'500);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 1'500);
+  EXPECT_EQ(d.balance_minor, 101'500);
+  EXPECT_EQ(d.available_minor, 101'500);
+  EXPECT_EQ(hold_state("f1"), "R");
+  EXPECT_EQ(hold_field("f1", 2), "1500");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 0);
+  for (const char* status : {"blocked", "lost", "stolen"}) {
+    add_card("1", "tok1", status, "2812");
+    EXPECT_EQ(refund(std::string("f-") + status, 100).code(), "00") << status;
+  }
+  open_account("1", 0, 0, "blocked");  // a blocked account still receives credits
+  EXPECT_EQ(refund("f-blocked-account", 100).balance_minor, 100);
+  EXPECT_EQ(refund("f-zero", 0).code(), "13");
+}
+
+TEST_F(Holds, RefundToAClosedAccountIs62) {
+  open_account("1", 5'000, 0, "closed");
+  const std::string before = snapshot();
+  const Decision d = refund("f1", 1'500);
+  EXPECT_EQ(d.code(), "62");
+  EXPECT_EQ(d.reason_text(), "account_closed");
+  EXPECT_EQ(d.balance_minor, 5'000);
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, RefundInAnotherCurrencyIs57) {
+  const Decision d = refund("f1", 1'500, "978");
+  EXPECT_EQ(d.code(), "57");
+  EXPECT_EQ(d.reason_text(), "currency");
+  EXPECT_EQ(field("as:{a:1}", "bal"), 100'000);
+  EXPECT_EQ(hold_state("f1"), "");
+}
+
+TEST_F(Holds, ReversalOfARefundTakesTheCreditBack) {
+  refund("f1", 1'500);
+  Decision d = reverse("r1", "f1", 500);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.approved_minor, 1'000);
+  EXPECT_EQ(d.balance_minor, 100'500);
+  EXPECT_EQ(hold_state("f1"), "R");
+  d = reverse("r2", "f1", 0);
+  EXPECT_EQ(d.approved_minor, 500);
+  EXPECT_EQ(d.balance_minor, 100'000);
+  EXPECT_EQ(hold_state("f1"), "V");
+  const std::string before = snapshot();
+  EXPECT_EQ(reverse("r3", "f1", 0).approved_minor, 0);
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, ReplayOfDebitRefundAndTheirReversalsChangesNothing) {
+  const Decision debited = debit("d1", 2'500);
+  std::string before = snapshot();
+  expect_same(debit("d1", 2'500), debited);
+  EXPECT_EQ(snapshot(), before);
+
+  const Decision refunded = refund("f1", 700);
+  before = snapshot();
+  expect_same(refund("f1", 700), refunded);
+  EXPECT_EQ(snapshot(), before);
+
+  const Decision reversed = reverse("r1", "f1", 0);
+  before = snapshot();
+  expect_same(reverse("r1", "f1", 0), reversed);
+  EXPECT_EQ(snapshot(), before);
+  EXPECT_EQ(field("as:{a:1}", "bal"), 97'500);
 }
 
 TEST(AccountKeys, LayoutUnderOneHashTag) {
