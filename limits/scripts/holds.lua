@@ -185,7 +185,9 @@ local ops = {}
 -- auth: hold_id amount currency channel mcc presented_expiry(YYMM or "") today(YYYYMMDD)
 --       month(YYYYMM) current_yymm partial_ok(0/1) hold_ttl_ms per_txn_max day_amount_max
 --       day_count_max month_amount_max month_count_max
-function ops.auth(a)
+-- What auth and debit share: the card, account and limit checks of a new transaction, and its
+-- record (state P held for auth, C posted for debit). Returns the reply.
+local function new_transaction(a, state)
   local id, amount, cur, ch, mcc, presented = a[5], tonumber(a[6]), a[7], a[8], a[9], a[10]
   local l = limit_args(a, 11)
   local no = check_card(cur, presented, l.yymm, amount)
@@ -194,13 +196,24 @@ function ops.auth(a)
   local approved, rc, avail
   no, approved, rc, avail = check_limits(l, usage(ch, l.day, l.mon), amount, amount, 1)
   if no then return no end
-  local h = { st = 'P', amt = approved, posted = 0, cur = cur, mcc = mcc, exp = now + l.ttl,
+  -- amt is what the usage counters counted, so a full reversal can give it back.
+  local h = { st = state, amt = approved, posted = 0, cur = cur, mcc = mcc, exp = now,
               ch = ch, day = l.day, mon = l.mon, created = now }
+  if state == 'P' then
+    h.exp = now + l.ttl
+    redis.call('ZADD', expiry, h.exp, id)
+    redis.call('HINCRBY', acct, 'held', approved)
+  else
+    h.posted = approved
+    redis.call('HINCRBY', acct, 'bal', -approved)
+  end
   redis.call('HSET', holds, id, pack_hold(h))
-  redis.call('ZADD', expiry, h.exp, id)
-  redis.call('HINCRBY', acct, 'held', approved)
   add_usage(h, approved, 1)
   return approve(rc, approved, amount, avail)
+end
+
+function ops.auth(a)
+  return new_transaction(a, 'P')
 end
 
 -- incr: hold_id additional_amount today month current_yymm partial_ok hold_ttl_ms per_txn_max
@@ -242,23 +255,10 @@ end
 -- Single-message financial transaction (0200: PIN purchase, ATM cash): auth's arguments in
 -- auth's order (hold_ttl_ms unused: nothing is held) and auth's checks, but it posts at once:
 -- `bal` goes down, `held` is untouched. Counts toward usage like auth. Recorded as a posted
--- record (C, amount 0, posted = debited) so that a reversal credits it back.
+-- record (C, amount = what the limits counted, posted = debited) so that a reversal credits it
+-- back.
 function ops.debit(a)
-  local id, amount, cur, ch, mcc, presented = a[5], tonumber(a[6]), a[7], a[8], a[9], a[10]
-  local l = limit_args(a, 11)
-  local no = check_card(cur, presented, l.yymm, amount)
-  if no then return no end
-  if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
-  local approved, rc, avail
-  no, approved, rc, avail = check_limits(l, usage(ch, l.day, l.mon), amount, amount, 1)
-  if no then return no end
-  -- amt records what the usage counters counted, so a full reversal can undo it.
-  local h = { st = 'C', amt = approved, posted = approved, cur = cur, mcc = mcc, exp = now,
-              ch = ch, day = l.day, mon = l.mon, created = now }
-  redis.call('HSET', holds, id, pack_hold(h))
-  redis.call('HINCRBY', acct, 'bal', -approved)
-  add_usage(h, approved, 1)
-  return approve(rc, approved, amount, avail)
+  return new_transaction(a, 'C')
 end
 
 -- refund: txn_id amount currency
