@@ -46,10 +46,43 @@ local function pack_hold(h)
                         h.created }, '|')
 end
 
+-- The account and card fields, each read with one HMGET on first use and kept current by the
+-- writes below, so one call makes as few Redis calls as it can (each costs Redis CPU; see
+-- bench/limits/script_floor).
+local A
+local function account()
+  if not A then
+    local r = redis.call('HMGET', acct, 'cur', 'st', 'bal', 'held', 'od')
+    A = { cur = r[1], st = r[2], bal = tonumber(r[3] or 0), held = tonumber(r[4] or 0),
+          od = tonumber(r[5] or 0) }
+  end
+  return A
+end
+
+-- Adds delta to the account's 'bal' or 'held'.
+local function acct_add(field, delta)
+  local a = account()
+  a[field] = a[field] + delta
+  redis.call('HINCRBY', acct, field, delta)
+end
+
 local function balances()
-  local a = redis.call('HMGET', acct, 'bal', 'held', 'od')
-  local bal, held, od = tonumber(a[1] or 0), tonumber(a[2] or 0), tonumber(a[3] or 0)
-  return bal, bal + od - held
+  local a = account()
+  return a.bal, a.bal + a.od - a.held
+end
+
+-- Card state and its usage counters of one channel (every operation of one call uses one).
+local C
+local function card_state(ch)
+  if not C then
+    local r = redis.call('HMGET', card, 'st', 'exp', 'day', 'mon', 'dA.' .. ch, 'dN.' .. ch,
+                         'mA.' .. ch, 'mN.' .. ch)
+    C = { st = r[1], exp = r[2], day = r[3], mon = r[4], ch = ch, dA = tonumber(r[5] or 0),
+          dN = tonumber(r[6] or 0), mA = tonumber(r[7] or 0), mN = tonumber(r[8] or 0) }
+  elseif C.ch ~= ch then
+    error('holds.lua: one call reads one channel (' .. C.ch .. ', then ' .. ch .. ')')
+  end
+  return C
 end
 
 local function reply(rc, approved, reason, value, threshold)
@@ -63,44 +96,46 @@ end
 
 -- Usage counters of a card for the current day and month, reset when the period changed.
 local function usage(ch, day, mon)
-  local u = redis.call('HMGET', card, 'day', 'dA.' .. ch, 'dN.' .. ch, 'mon', 'mA.' .. ch,
-                       'mN.' .. ch)
+  local c = card_state(ch)
   local r = { dA = 0, dN = 0, mA = 0, mN = 0 }
-  if u[1] == day then r.dA, r.dN = tonumber(u[2] or 0), tonumber(u[3] or 0) end
-  if u[4] == mon then r.mA, r.mN = tonumber(u[5] or 0), tonumber(u[6] or 0) end
+  if c.day == day then r.dA, r.dN = c.dA, c.dN end
+  if c.mon == mon then r.mA, r.mN = c.mA, c.mN end
   return r
 end
 
+-- Counts `amount` and `count` in the day and month the hold `h` belongs to, with one HSET.
+-- A new transaction in a new period first clears every channel's counters of that period;
+-- undoing (negative amounts) only touches the period the hold was counted in.
 local function add_usage(h, amount, count)
-  local u = redis.call('HMGET', card, 'day', 'mon')
+  local c = card_state(h.ch)
   local ch = h.ch
-  if u[1] ~= h.day and count > 0 then
-    -- A new day: counters of other channels are stale too.
-    redis.call('HSET', card, 'day', h.day)
-    for _, c in ipairs({ 'pos', 'cnp', 'atm' }) do
-      redis.call('HDEL', card, 'dA.' .. c, 'dN.' .. c)
-    end
+  local set = {}
+  if c.day ~= h.day and count > 0 then
+    redis.call('HDEL', card, 'dA.pos', 'dN.pos', 'dA.cnp', 'dN.cnp', 'dA.atm', 'dN.atm')
+    c.day, c.dA, c.dN = h.day, 0, 0
+    set[#set + 1], set[#set + 2] = 'day', h.day
   end
-  if u[2] ~= h.mon and count > 0 then
-    redis.call('HSET', card, 'mon', h.mon)
-    for _, c in ipairs({ 'pos', 'cnp', 'atm' }) do
-      redis.call('HDEL', card, 'mA.' .. c, 'mN.' .. c)
-    end
+  if c.mon ~= h.mon and count > 0 then
+    redis.call('HDEL', card, 'mA.pos', 'mN.pos', 'mA.cnp', 'mN.cnp', 'mA.atm', 'mN.atm')
+    c.mon, c.mA, c.mN = h.mon, 0, 0
+    set[#set + 1], set[#set + 2] = 'mon', h.mon
   end
-  -- Undoing (negative amounts) only touches the period the hold was counted in.
-  if count > 0 or u[1] == h.day then
-    redis.call('HINCRBY', card, 'dA.' .. ch, amount)
-    redis.call('HINCRBY', card, 'dN.' .. ch, count)
+  if c.day == h.day then
+    c.dA, c.dN = c.dA + amount, c.dN + count
+    set[#set + 1], set[#set + 2] = 'dA.' .. ch, c.dA
+    set[#set + 1], set[#set + 2] = 'dN.' .. ch, c.dN
   end
-  if count > 0 or u[2] == h.mon then
-    redis.call('HINCRBY', card, 'mA.' .. ch, amount)
-    redis.call('HINCRBY', card, 'mN.' .. ch, count)
+  if c.mon == h.mon then
+    c.mA, c.mN = c.mA + amount, c.mN + count
+    set[#set + 1], set[#set + 2] = 'mA.' .. ch, c.mA
+    set[#set + 1], set[#set + 2] = 'mN.' .. ch, c.mN
   end
+  if #set > 0 then redis.call('HSET', card, unpack(set)) end
 end
 
 -- A pending hold past its expiry: its amount returns.
 local function expire_hold(id, h)
-  redis.call('HINCRBY', acct, 'held', -h.amt)
+  acct_add('held', -h.amt)
   h.st = 'X'
   redis.call('HSET', holds, id, pack_hold(h))
   redis.call('ZREM', expiry, id)
@@ -125,16 +160,16 @@ local card_rc = { blocked = '62', closed = '62', inactive = '62', lost = '41', s
 
 -- Card and account checks of a message that takes money (auth, incr, debit): nil when they
 -- pass, else the decline. `cur` nil skips the currency check (an increment keeps its hold's).
-local function check_card(cur, presented, yymm, amount)
-  local ac = redis.call('HMGET', acct, 'cur', 'st')
-  if not ac[1] then return decline('14', 'no_account') end
-  local cd = redis.call('HMGET', card, 'st', 'exp')
-  if not cd[1] then return decline('14', 'no_card') end
-  if cd[1] ~= 'active' then return decline(card_rc[cd[1]] or '62', 'card_' .. cd[1]) end
-  if ac[2] ~= 'active' then return decline('62', 'account_' .. ac[2]) end
-  if cd[2] < yymm then return decline('54', 'expired') end
-  if presented ~= '' and presented ~= cd[2] then return decline('54', 'expiry_mismatch') end
-  if cur and cur ~= ac[1] then return decline('57', 'currency') end
+local function check_card(cur, presented, yymm, amount, ch)
+  local ac = account()
+  if not ac.cur then return decline('14', 'no_account') end
+  local cd = card_state(ch)
+  if not cd.st then return decline('14', 'no_card') end
+  if cd.st ~= 'active' then return decline(card_rc[cd.st] or '62', 'card_' .. cd.st) end
+  if ac.st ~= 'active' then return decline('62', 'account_' .. ac.st) end
+  if cd.exp < yymm then return decline('54', 'expired') end
+  if presented ~= '' and presented ~= cd.exp then return decline('54', 'expiry_mismatch') end
+  if cur and cur ~= ac.cur then return decline('57', 'currency') end
   if amount == nil or amount <= 0 then return decline('13', 'amount') end
   return nil
 end
@@ -190,7 +225,7 @@ local ops = {}
 local function new_transaction(a, state)
   local id, amount, cur, ch, mcc, presented = a[5], tonumber(a[6]), a[7], a[8], a[9], a[10]
   local l = limit_args(a, 11)
-  local no = check_card(cur, presented, l.yymm, amount)
+  local no = check_card(cur, presented, l.yymm, amount, ch)
   if no then return no end
   if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
   local approved, rc, avail
@@ -202,10 +237,10 @@ local function new_transaction(a, state)
   if state == 'P' then
     h.exp = now + l.ttl
     redis.call('ZADD', expiry, h.exp, id)
-    redis.call('HINCRBY', acct, 'held', approved)
+    acct_add('held', approved)
   else
     h.posted = approved
-    redis.call('HINCRBY', acct, 'bal', -approved)
+    acct_add('bal', -approved)
   end
   redis.call('HSET', holds, id, pack_hold(h))
   add_usage(h, approved, 1)
@@ -230,11 +265,12 @@ end
 function ops.incr(a)
   local id, amount = a[5], tonumber(a[6])
   local l = limit_args(a, 7)
-  local no = check_card(nil, '', l.yymm, amount)
-  if no then return no end
   local s = redis.call('HGET', holds, id)
-  if not s then return decline('12', 'no_pending_hold') end
-  local h = unpack_hold(s)
+  local h = s and unpack_hold(s)
+  -- The card is read for the hold's channel (any channel when there is no usable hold).
+  local no = check_card(nil, '', l.yymm, amount, (h and h.ch ~= '') and h.ch or 'pos')
+  if no then return no end
+  if not h then return decline('12', 'no_pending_hold') end
   if h.st == 'P' and h.exp <= now then expire_hold(id, h) end
   if h.st ~= 'P' then return decline('12', 'no_pending_hold') end
   local approved, rc, avail
@@ -244,7 +280,7 @@ function ops.incr(a)
   h.exp = math.max(h.exp, now + l.ttl)
   redis.call('HSET', holds, id, pack_hold(h))
   redis.call('ZADD', expiry, h.exp, id)
-  redis.call('HINCRBY', acct, 'held', approved)
+  acct_add('held', approved)
   add_usage(h, approved, 0)
   return approve(rc, approved, amount, avail)
 end
@@ -269,16 +305,16 @@ end
 -- a reversal takes the credit back.
 function ops.refund(a)
   local id, amount, cur = a[5], tonumber(a[6]), a[7]
-  local ac = redis.call('HMGET', acct, 'cur', 'st')
-  if not ac[1] then return decline('14', 'no_account') end
-  if ac[2] == 'closed' then return decline('62', 'account_closed') end
-  if cur ~= ac[1] then return decline('57', 'currency') end
+  local ac = account()
+  if not ac.cur then return decline('14', 'no_account') end
+  if ac.st == 'closed' then return decline('62', 'account_closed') end
+  if cur ~= ac.cur then return decline('57', 'currency') end
   if amount == nil or amount <= 0 then return decline('13', 'amount') end
   if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
   local h = { st = 'R', amt = 0, posted = amount, cur = cur, mcc = '', exp = now, ch = '',
               day = '', mon = '', created = now }
   redis.call('HSET', holds, id, pack_hold(h))
-  redis.call('HINCRBY', acct, 'bal', amount)
+  acct_add('bal', amount)
   return reply('00', amount)
 end
 
@@ -293,7 +329,7 @@ function ops.capture(a)
     h = unpack_hold(s)
     if h.st == 'C' then return decline('94', 'already_posted', h.posted, 0) end
     if h.st == 'P' then
-      redis.call('HINCRBY', acct, 'held', -h.amt)
+      acct_add('held', -h.amt)
       redis.call('ZREM', expiry, id)
     end
   else
@@ -301,7 +337,7 @@ function ops.capture(a)
   end
   h.st, h.posted = 'C', final
   redis.call('HSET', holds, id, pack_hold(h))
-  redis.call('HINCRBY', acct, 'bal', -final)
+  acct_add('bal', -final)
   return reply('00', final)
 end
 
@@ -317,7 +353,7 @@ function ops.reverse(a)
   if h.st == 'P' then
     if remaining >= h.amt then return reply('00', 0, 'nothing_to_release') end
     local released = h.amt - remaining
-    redis.call('HINCRBY', acct, 'held', -released)
+    acct_add('held', -released)
     add_usage(h, -released, remaining == 0 and -1 or 0)
     h.amt = remaining
     if remaining == 0 then
@@ -329,7 +365,7 @@ function ops.reverse(a)
   elseif h.st == 'C' then
     if remaining >= h.posted then return reply('00', 0, 'nothing_to_credit') end
     local credited = h.posted - remaining
-    redis.call('HINCRBY', acct, 'bal', credited)
+    acct_add('bal', credited)
     h.posted = remaining
     if remaining == 0 then
       h.st = 'V'
@@ -342,7 +378,7 @@ function ops.reverse(a)
   elseif h.st == 'R' then
     if remaining >= h.posted then return reply('00', 0, 'nothing_to_take_back') end
     local taken = h.posted - remaining
-    redis.call('HINCRBY', acct, 'bal', -taken)
+    acct_add('bal', -taken)
     h.posted = remaining
     if remaining == 0 then h.st = 'V' end
     redis.call('HSET', holds, id, pack_hold(h))
