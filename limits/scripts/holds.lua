@@ -392,6 +392,18 @@ function ops.balance(_)
   return reply('00', 0)
 end
 
+-- sweep: limit
+-- The periodic expiry sweep of one account (the sweeper finds accounts through an index of
+-- due times that the client keeps; a stale index entry costs one cheap call, a missing one
+-- only delays the return of funds until the account is next touched, when the lazy expiry
+-- runs first). Expires up to `limit` due holds. Replies value = holds expired, threshold =
+-- the next pending hold's expiry (ms), or 0 when none is left.
+function ops.sweep(a)
+  local n = expire_due(tonumber(a[5]))
+  local next_due = redis.call('ZRANGE', expiry, 0, 0, 'WITHSCORES')
+  return reply('00', 0, 'swept', n, tonumber(next_due[2] or 0))
+end
+
 local fn = ops[op]
 if not fn then return redis.error_reply('ERR unknown operation ' .. tostring(op)) end
 

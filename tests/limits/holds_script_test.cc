@@ -738,6 +738,29 @@ TEST_F(Holds, ReplayOfDebitRefundAndTheirReversalsChangesNothing) {
   EXPECT_EQ(field("as:{a:1}", "bal"), 97'500);
 }
 
+TEST_F(Holds, SweepExpiresDueHoldsInBoundedStepsAndReportsTheNextDue) {
+  const Profile p{.day_count = 100, .month_count = 100};
+  for (int i = 0; i < 20; ++i) {  // due at kNow + kHoldTtl + i
+    ASSERT_EQ(auth("t" + std::to_string(i), 100, false, p, "pos", "20231114", "", kNow + i).code(),
+              "00");
+  }
+  const std::int64_t later = kNow + kHoldTtl + 19;
+  // Every call first expires up to 16 due holds by itself; the sweep takes 2 more of the 4 left
+  // and reports the next one's due time.
+  Decision d = run("sweep", "s1", {"2"}, later);
+  EXPECT_EQ(d.reason_text(), "swept");
+  EXPECT_EQ(d.value, 2);
+  EXPECT_EQ(d.threshold, kNow + kHoldTtl + 18);
+  EXPECT_EQ(d.available_minor, 100'000 - 200);
+  d = run("sweep", "s2", {"16"}, later);
+  EXPECT_EQ(d.value, 0);  // the lazy pass in front took the last two
+  EXPECT_EQ(d.threshold, 0);
+  EXPECT_EQ(d.available_minor, 100'000);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(hold_state("t" + std::to_string(i)), "X") << i;
+  }
+}
+
 TEST(AccountKeys, LayoutUnderOneHashTag) {
   AccountKeys k;
   ASSERT_TRUE(k.set("42", "0123abcd", "0100-000001-123456"));
