@@ -1,0 +1,522 @@
+// The batching Redis client (limits/redis_pipeline.h) against a real redis-server, driven by
+// poll(2) as the switch's event loop would drive it.
+#include "limits/redis_pipeline.h"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+
+#include "limits/holds_script.h"
+#include "tests/support/alloc_counter.h"
+#include "tests/support/redis_server.h"
+
+namespace authswitch::limits {
+namespace {
+
+using Clock = RedisPipeline::Clock;
+using namespace std::chrono_literals;
+
+// Records the outcome of one operation (no allocation on the reply path).
+class Recorder final : public Completion {
+ public:
+  void on_reply(const Reply& reply) noexcept override {
+    ++calls;
+    ok = true;
+    type = reply.type;
+    integer = reply.integer;
+    text_len = std::min(reply.str.size(), text.size());
+    std::copy_n(reply.str.data(), text_len, text.data());
+    elements = reply.elements.size();
+    if (!reply.elements.empty() && reply.elements[0].type == Reply::Type::kString) {
+      first_len = std::min(reply.elements[0].str.size(), first.size());
+      std::copy_n(reply.elements[0].str.data(), first_len, first.data());
+    }
+    if (reply.elements.size() > 1) {
+      second_int = reply.elements[1].integer;
+    }
+    order = next_order++;
+  }
+  void on_error(ClientErrc e, std::string_view message) noexcept override {
+    ++calls;
+    ok = false;
+    errc = e;
+    text_len = std::min(message.size(), text.size());
+    std::copy_n(message.data(), text_len, text.data());
+    order = next_order++;
+    when = Clock::now();
+  }
+  [[nodiscard]] std::string_view str() const { return {text.data(), text_len}; }
+  [[nodiscard]] std::string_view first_str() const { return {first.data(), first_len}; }
+
+  static inline std::uint64_t next_order = 0;
+  int calls = 0;
+  bool ok = false;
+  ClientErrc errc{};
+  Reply::Type type{};
+  std::int64_t integer = 0;
+  std::array<char, 128> text{};
+  std::size_t text_len = 0;
+  std::array<char, 8> first{};
+  std::size_t first_len = 0;
+  std::size_t elements = 0;
+  std::int64_t second_int = 0;
+  std::uint64_t order = 0;
+  Clock::time_point when{};
+};
+
+RedisPipeline::Options options_for(const support::RedisServer& server) {
+  RedisPipeline::Options o;
+  o.host = support::RedisServer::kHost;
+  o.port = server.port();
+  o.backoff_min = 10ms;
+  o.backoff_max = 200ms;
+  return o;
+}
+
+// One pass of the event loop: tick, poll the socket briefly, dispatch.
+void pump(RedisPipeline& c, std::chrono::milliseconds wait = 2ms) {
+  c.on_tick(Clock::now());
+  if (c.fd() < 0) {
+    ::poll(nullptr, 0, static_cast<int>(wait.count()));
+    return;
+  }
+  pollfd p{};
+  p.fd = c.fd();
+  p.events = static_cast<short>(POLLIN | (c.wants_write() ? POLLOUT : 0));
+  if (::poll(&p, 1, static_cast<int>(wait.count())) > 0) {
+    if ((p.revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
+      c.on_readable(Clock::now());
+    }
+    if ((p.revents & POLLOUT) != 0 && c.fd() >= 0) {
+      c.on_writable(Clock::now());
+    }
+  }
+}
+
+// Drives the client until `done` or the bounded total time passes.
+template <typename Pred>
+bool drive(RedisPipeline& c, Pred done, std::chrono::milliseconds limit = 5000ms) {
+  const auto end = Clock::now() + limit;
+  while (!done()) {
+    if (Clock::now() > end) {
+      return false;
+    }
+    pump(c);
+  }
+  return true;
+}
+
+bool connect_ready(RedisPipeline& c) {
+  return drive(c, [&] { return c.ready(); });
+}
+
+Clock::time_point in(std::chrono::milliseconds d) { return Clock::now() + d; }
+
+TEST(RedisPipeline, PingSetGetRoundTrip) {
+  support::RedisServer& server = support::shared_redis_server();
+  RedisPipeline c(options_for(server));
+  ASSERT_TRUE(connect_ready(c));
+  Recorder ping, set, get, missing;
+  const std::string_view a1[] = {"PING"};
+  const std::string_view a2[] = {"SET", "pipeline:k", "hello world"};
+  const std::string_view a3[] = {"GET", "pipeline:k"};
+  const std::string_view a4[] = {"GET", "pipeline:missing"};
+  ASSERT_FALSE(c.submit(a1, ping, in(2000ms)));
+  ASSERT_FALSE(c.submit(a2, set, in(2000ms)));
+  ASSERT_FALSE(c.submit(a3, get, in(2000ms)));
+  ASSERT_FALSE(c.submit(a4, missing, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return missing.calls == 1; }));
+  EXPECT_EQ(ping.type, Reply::Type::kStatus);
+  EXPECT_EQ(ping.str(), "PONG");
+  EXPECT_EQ(set.str(), "OK");
+  EXPECT_EQ(get.type, Reply::Type::kString);
+  EXPECT_EQ(get.str(), "hello world");
+  EXPECT_EQ(missing.type, Reply::Type::kNil);
+  EXPECT_TRUE(ping.order < set.order && set.order < get.order && get.order < missing.order);
+}
+
+TEST(RedisPipeline, ThousandPipelinedIncrsInOrderWithFewWrites) {
+  support::RedisServer& server = support::shared_redis_server();
+  RedisPipeline c(options_for(server));
+  ASSERT_TRUE(connect_ready(c));
+  {
+    auto ctx = server.connect();
+    (void)support::redis_command(*ctx, {"DEL", "pipeline:n"});
+  }
+  std::vector<Recorder> r(1000);
+  const std::string_view args[] = {"INCR", "pipeline:n"};
+  const auto writes_before = c.stats().writes;
+  const auto flushes_before = c.stats().flushes;
+  for (auto& x : r) {
+    ASSERT_FALSE(c.submit(args, x, in(5000ms)));
+  }
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return r.back().calls == 1; }));
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    ASSERT_EQ(r[i].calls, 1);
+    ASSERT_TRUE(r[i].ok);
+    ASSERT_EQ(r[i].integer, static_cast<std::int64_t>(i + 1));
+    if (i > 0) {
+      ASSERT_LT(r[i - 1].order, r[i].order);
+    }
+  }
+  EXPECT_EQ(c.stats().flushes - flushes_before, 1U);
+  const auto writes = c.stats().writes - writes_before;
+  std::printf("1000 INCRs: %llu write(2) calls, %llu reads\n",
+              static_cast<unsigned long long>(writes),
+              static_cast<unsigned long long>(c.stats().reads));
+  EXPECT_LE(writes, 4U);
+}
+
+// Account "1" with card "tok1", as holds_script_test.cc sets them up.
+void seed_account(support::RedisServer& server) {
+  auto ctx = server.connect();
+  (void)support::redis_command(*ctx,
+                               {"DEL", "as:{a:1}", "as:{a:1}:c:tok1", "as:{a:1}:h", "as:{a:1}:hx"});
+  (void)support::redis_command(*ctx, {"HSET", "as:{a:1}", "cur", "840", "bal", "100000", "held",
+                                      "0", "st", "active", "od", "0"});
+  (void)support::redis_command(*ctx, {"HSET", "as:{a:1}:c:tok1", "st", "active", "exp", "2812"});
+}
+
+// An authorization of `amount` through EVALSHA with the holds contract; `txn` names the hold.
+struct AuthCall {
+  AccountKeys keys;
+  std::array<char, 24> amount_text{};
+  std::array<std::string_view, 3 + 5 + 4 + 16> args{};
+
+  AuthCall(std::string_view sha, std::string_view txn, std::string_view amount) {
+    EXPECT_TRUE(keys.set("1", "tok1", txn));
+    std::size_t i = 0;
+    args[i++] = "EVALSHA";
+    args[i++] = sha;
+    args[i++] = "5";
+    for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
+      args[i++] = keys.key(static_cast<AccountKeys::Index>(k));
+    }
+    // op, now, replay window, fingerprint, then auth's arguments.
+    for (std::string_view a : {std::string_view("auth"),
+                               std::string_view("1700000000000"),
+                               std::string_view("86400000"),
+                               txn,
+                               txn,
+                               amount,
+                               std::string_view("840"),
+                               std::string_view("pos"),
+                               std::string_view("5411"),
+                               std::string_view(""),
+                               std::string_view("20231114"),
+                               std::string_view("202311"),
+                               std::string_view("2311"),
+                               std::string_view("0"),
+                               std::string_view("604800000"),
+                               std::string_view("50000"),
+                               std::string_view("100000"),
+                               std::string_view("10"),
+                               std::string_view("1000000"),
+                               std::string_view("100")}) {
+      args[i++] = a;
+    }
+  }
+};
+
+TEST(RedisPipeline, EvalshaHoldsScriptApprovesAHold) {
+  support::RedisServer& server = support::shared_redis_server();
+  seed_account(server);
+  RedisPipeline c(options_for(server));
+  const std::string_view sha = c.load_script(holds_script());
+  ASSERT_TRUE(connect_ready(c));
+  EXPECT_EQ(c.stats().script_loads, 1U);
+  EXPECT_EQ(c.stats().script_mismatches, 0U);
+  AuthCall call(sha, "pipe-t1", "2500");
+  Recorder r;
+  ASSERT_FALSE(c.submit(call.args, r, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return r.calls == 1; }));
+  ASSERT_TRUE(r.ok) << r.str();
+  ASSERT_EQ(r.type, Reply::Type::kArray);
+  EXPECT_EQ(r.elements, 7U);
+  EXPECT_EQ(r.first_str(), "00");
+  EXPECT_EQ(r.second_int, 2500);
+}
+
+TEST(RedisPipeline, NoscriptIsAServerErrorWithItsText) {
+  support::RedisServer& server = support::shared_redis_server();
+  seed_account(server);
+  RedisPipeline c(options_for(server));
+  const std::string_view sha = c.load_script(holds_script());
+  ASSERT_TRUE(connect_ready(c));
+  {
+    auto ctx = server.connect();
+    (void)support::redis_command(*ctx, {"SCRIPT", "FLUSH"});
+  }
+  AuthCall call(sha, "pipe-t2", "100");
+  Recorder r;
+  ASSERT_FALSE(c.submit(call.args, r, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return r.calls == 1; }));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.errc, ClientErrc::kServerError);
+  EXPECT_EQ(r.str().substr(0, 8), "NOSCRIPT") << r.str();
+  // The client queued SCRIPT LOAD before telling us: a retry works.
+  AuthCall retry_call(sha, "pipe-t2", "100");
+  Recorder retry;
+  ASSERT_FALSE(c.submit(retry_call.args, retry, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return retry.calls == 1; }));
+  ASSERT_TRUE(retry.ok) << retry.str();
+  EXPECT_EQ(retry.first_str(), "00");
+  EXPECT_EQ(c.stats().script_loads, 2U);
+}
+
+TEST(RedisPipeline, QueueFullIsBackpressureAndLosesNothing) {
+  support::RedisServer& server = support::shared_redis_server();
+  auto o = options_for(server);
+  o.output_buffer_bytes = 4096;
+  o.max_in_flight = 64;
+  RedisPipeline c(o);
+  ASSERT_TRUE(connect_ready(c));
+  {
+    auto ctx = server.connect();
+    (void)support::redis_command(*ctx, {"DEL", "pipeline:q"});
+  }
+  std::vector<Recorder> r(200);
+  const std::string_view args[] = {"INCR", "pipeline:q"};
+  std::size_t accepted = 0;
+  std::optional<ClientErrc> refused;
+  for (auto& x : r) {
+    refused = c.submit(args, x, in(5000ms));
+    if (refused) {
+      break;
+    }
+    ++accepted;
+  }
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(*refused, ClientErrc::kQueueFull);
+  EXPECT_EQ(accepted, 64U);  // the in-flight cap
+  EXPECT_EQ(r[accepted].calls, 0);
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return r[accepted - 1].calls == 1; }));
+  for (std::size_t i = 0; i < accepted; ++i) {
+    ASSERT_TRUE(r[i].ok);
+    ASSERT_EQ(r[i].integer, static_cast<std::int64_t>(i + 1));
+  }
+  // The output buffer is the other limit: big commands fill 4 KiB first.
+  const std::string big(1000, 'x');
+  const std::string_view set[] = {"SET", "pipeline:big", big};
+  std::vector<Recorder> b(10);
+  std::size_t big_accepted = 0;
+  std::optional<ClientErrc> big_refused;
+  for (auto& x : b) {
+    big_refused = c.submit(set, x, in(5000ms));
+    if (big_refused) {
+      break;
+    }
+    ++big_accepted;
+  }
+  EXPECT_EQ(big_accepted, 3U);  // 1,041 bytes each: a fourth does not fit in 4,096
+  ASSERT_TRUE(big_refused.has_value());
+  EXPECT_EQ(*big_refused, ClientErrc::kQueueFull);
+  EXPECT_EQ(b[big_accepted].calls, 0);
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return b[big_accepted - 1].calls == 1; }));
+  // And afterwards everything flows again.
+  Recorder after;
+  ASSERT_FALSE(c.submit(args, after, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return after.calls == 1; }));
+  EXPECT_EQ(after.integer, static_cast<std::int64_t>(accepted + 1));
+}
+
+TEST(RedisPipeline, DeadlinePassesWhileRedisIsPausedAndLateReplyIsSwallowed) {
+  support::RedisServer& server = support::shared_redis_server();
+  RedisPipeline c(options_for(server));
+  ASSERT_TRUE(connect_ready(c));
+  {
+    auto ctx = server.connect();
+    (void)support::redis_command(*ctx, {"SET", "pipeline:late", "late"});
+    (void)support::redis_command(*ctx, {"CLIENT", "PAUSE", "500"});
+  }
+  Recorder slow;
+  const std::string_view get_late[] = {"GET", "pipeline:late"};
+  const auto submitted = Clock::now();
+  const auto deadline = submitted + 100ms;
+  ASSERT_FALSE(c.submit(get_late, slow, deadline));
+  c.flush();
+  ASSERT_TRUE(drive(
+      c, [&] { return slow.calls == 1; }, 2000ms));
+  EXPECT_FALSE(slow.ok);
+  EXPECT_EQ(slow.errc, ClientErrc::kTimeout);
+  EXPECT_GE(slow.when, deadline);
+  EXPECT_LT(slow.when, deadline + 50ms);  // within a tick or two of the deadline
+  // The next operation must get its own reply, not the late one.
+  Recorder next;
+  const std::string_view ping[] = {"ECHO", "mine"};
+  ASSERT_FALSE(c.submit(ping, next, in(3000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(
+      c, [&] { return next.calls == 1; }, 3000ms));
+  EXPECT_TRUE(next.ok);
+  EXPECT_EQ(next.str(), "mine");
+  EXPECT_EQ(slow.calls, 1);  // not delivered twice
+  EXPECT_EQ(c.stats().late_replies, 1U);
+}
+
+TEST(RedisPipeline, Kill9FailsInFlightFailsFastAndReconnectsWithScripts) {
+  support::RedisServer server;
+  RedisPipeline c(options_for(server));
+  const std::string_view sha = c.load_script(holds_script());
+  ASSERT_TRUE(connect_ready(c));
+  {
+    auto ctx = server.connect();
+    (void)support::redis_command(*ctx, {"CLIENT", "PAUSE", "5000"});
+  }
+  std::vector<Recorder> r(10);
+  const std::string_view args[] = {"INCR", "pipeline:k9"};
+  for (auto& x : r) {
+    ASSERT_FALSE(c.submit(args, x, in(10000ms)));
+  }
+  c.flush();
+  pump(c);
+  server.kill9();
+  ASSERT_TRUE(drive(
+      c, [&] { return r.back().calls == 1; }, 2000ms));
+  for (const auto& x : r) {
+    EXPECT_EQ(x.calls, 1);
+    EXPECT_EQ(x.errc, ClientErrc::kDisconnected);
+  }
+  Recorder fast;
+  const auto refused = c.submit(args, fast, in(1000ms));
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(*refused, ClientErrc::kDisconnected);
+  EXPECT_EQ(fast.calls, 0);
+  // Reconnect attempts fail while Redis is down; backoff grows to its max (200 ms).
+  const auto connects = c.stats().connects;
+  drive(
+      c, [] { return false; }, 600ms);
+  EXPECT_EQ(c.stats().connects, connects);
+  server.restart();
+  const auto restarted = Clock::now();
+  ASSERT_TRUE(connect_ready(c));
+  EXPECT_LT(Clock::now() - restarted, 200ms + 100ms);  // within backoff max (plus slack)
+  EXPECT_EQ(c.stats().script_loads, 2U);
+  seed_account(server);
+  AuthCall call(sha, "pipe-k9", "700");
+  Recorder after;
+  ASSERT_FALSE(c.submit(call.args, after, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return after.calls == 1; }));
+  ASSERT_TRUE(after.ok) << after.str();
+  EXPECT_EQ(after.first_str(), "00");
+  EXPECT_EQ(after.second_int, 700);
+  server.stop();
+}
+
+TEST(RedisPipeline, ReplyLargerThanArenaIsAProtocolErrorThenReconnects) {
+  support::RedisServer& server = support::shared_redis_server();
+  auto o = options_for(server);
+  o.reply_bytes = 100;
+  o.output_buffer_bytes = 1024;
+  RedisPipeline c(o);
+  ASSERT_TRUE(connect_ready(c));
+  {
+    auto ctx = server.connect();
+    (void)support::redis_command(*ctx, {"SET", "pipeline:huge", std::string(500, 'h')});
+  }
+  const std::string too_big(2000, 'x');
+  const std::string_view big_set[] = {"SET", "pipeline:x", too_big};
+  Recorder refused;
+  const auto e = c.submit(big_set, refused, in(1000ms));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(*e, ClientErrc::kTooLarge);
+  Recorder huge, behind;
+  const std::string_view get[] = {"GET", "pipeline:huge"};
+  const std::string_view ping[] = {"PING"};
+  ASSERT_FALSE(c.submit(get, huge, in(2000ms)));
+  ASSERT_FALSE(c.submit(ping, behind, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return behind.calls == 1; }));
+  EXPECT_EQ(huge.errc, ClientErrc::kProtocol);
+  EXPECT_EQ(behind.errc, ClientErrc::kDisconnected);
+  ASSERT_TRUE(connect_ready(c));
+  Recorder again;
+  ASSERT_FALSE(c.submit(ping, again, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return again.calls == 1; }));
+  EXPECT_EQ(again.str(), "PONG");
+  EXPECT_EQ(c.stats().connects, 2U);
+}
+
+TEST(RedisPipeline, NoAllocationPerOperationWhenWarm) {
+  support::RedisServer& server = support::shared_redis_server();
+  seed_account(server);
+  RedisPipeline c(options_for(server));
+  const std::string_view sha = c.load_script(holds_script());
+  ASSERT_TRUE(connect_ready(c));
+  std::vector<Recorder> r(1000);
+  std::vector<AuthCall> calls;
+  calls.reserve(r.size());
+  std::vector<std::string> txns;
+  txns.reserve(r.size());
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    txns.push_back("pipe-a" + std::to_string(i));
+  }
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    calls.emplace_back(sha, txns[i], "1");  // balance inquiry would do; a small hold is fine
+  }
+  const std::string_view incr[] = {"INCR", "pipeline:alloc"};
+  const std::string_view get[] = {"GET", "pipeline:big-alloc"};
+  {
+    auto ctx = server.connect();
+    (void)support::redis_command(*ctx, {"SET", "pipeline:big-alloc", std::string(3000, 'v')});
+  }
+  // Warm up: the same mix, batches of 50.
+  auto run = [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; i += 50) {
+      for (std::size_t j = i; j < std::min(to, i + 50); ++j) {
+        r[j] = Recorder{};
+        const auto s = j % 3 == 0   ? c.submit(calls[j].args, r[j], in(5000ms))
+                       : j % 3 == 1 ? c.submit(incr, r[j], in(5000ms))
+                                    : c.submit(get, r[j], in(5000ms));
+        if (s) {
+          return false;
+        }
+      }
+      c.flush();
+      const std::size_t last = std::min(to, i + 50) - 1;
+      if (!drive(c, [&] { return r[last].calls == 1; })) {
+        return false;
+      }
+    }
+    return true;
+  };
+  ASSERT_TRUE(run(0, 1000));
+  const auto growths = c.stats().reader_buffer_growths;
+  const auto before = support::alloc_snapshot();
+  ASSERT_TRUE(run(0, 1000));
+  const auto after = support::alloc_snapshot();
+  for (const auto& x : r) {
+    ASSERT_TRUE(x.ok) << x.str();
+  }
+  EXPECT_EQ(after.allocations - before.allocations, 0U);
+  EXPECT_EQ(c.stats().reader_buffer_growths - growths, 0U);
+  if (support::jemalloc_counter_available()) {
+    EXPECT_EQ(after.jemalloc_bytes - before.jemalloc_bytes, 0U);
+  }
+  std::printf("1000 warm ops: %llu operator new, %llu reader buffer growths, jemalloc %s %llu B\n",
+              static_cast<unsigned long long>(after.allocations - before.allocations),
+              static_cast<unsigned long long>(c.stats().reader_buffer_growths - growths),
+              support::jemalloc_counter_available() ? "on" : "off",
+              static_cast<unsigned long long>(after.jemalloc_bytes - before.jemalloc_bytes));
+}
+
+}  // namespace
+}  // namespace authswitch::limits
