@@ -56,6 +56,61 @@ class AccountKeys {
   std::array<std::size_t, kCount> lengths_{};
 };
 
+// A card's limits for one channel (a limit profile's row), minor units and counts.
+struct ChannelLimits {
+  std::int64_t per_transaction_max_minor = 0;
+  std::int64_t day_amount_max_minor = 0;
+  std::int64_t day_count_max = 0;
+  std::int64_t month_amount_max_minor = 0;
+  std::int64_t month_count_max = 0;
+};
+
+// One authorization (op `auth`, or `debit` for a single-message transaction) as the script
+// takes it. Views are referenced, not copied: they must outlive the HoldsCall built from it.
+struct AuthRequest {
+  std::string_view txn_key;  // the hold id and the replay key
+  std::int64_t amount_minor = 0;
+  std::string_view currency;          // ISO 4217 numeric, e.g. "840"
+  std::string_view channel;           // "pos", "cnp" or "atm"
+  std::string_view mcc;               // DE 18
+  std::string_view presented_expiry;  // DE 14 (YYMM) or empty
+  std::string_view day;               // YYYYMMDD of the issuer's clock
+  std::string_view month;             // YYYYMM
+  std::string_view current_yymm;      // for the card expiry check
+  bool partial_ok = false;
+  std::int64_t hold_ttl_ms = 0;
+  ChannelLimits limits;
+};
+
+// The whole EVALSHA command of one script call, laid out in fixed storage (no allocation), ready
+// for RedisPipeline::submit. Views into the request and the sha are kept, not copied.
+// Its views point into itself: it is neither copied nor moved.
+class HoldsCall {
+ public:
+  static constexpr std::size_t kArgsMax = 3 + AccountKeys::kCount + 4 + 16;
+
+  HoldsCall() = default;
+  HoldsCall(const HoldsCall&) = delete;
+  HoldsCall& operator=(const HoldsCall&) = delete;
+
+  // `op` is "auth" or "debit". Fails (false) when a key part is invalid (see AccountKeys::set).
+  [[nodiscard]] bool set_auth(std::string_view sha, std::string_view op,
+                              std::string_view account_id, std::string_view card_token,
+                              const AuthRequest& r, std::int64_t now_ms,
+                              std::int64_t replay_window_ms, std::string_view fingerprint) noexcept;
+  [[nodiscard]] std::span<const std::string_view> args() const noexcept {
+    return {args_.data(), count_};
+  }
+
+ private:
+  [[nodiscard]] std::string_view number(std::size_t slot, std::int64_t v) noexcept;
+
+  AccountKeys keys_;
+  std::array<std::array<char, 24>, 9> numbers_{};
+  std::array<std::string_view, kArgsMax> args_{};
+  std::size_t count_ = 0;
+};
+
 // What the script decided, from its reply { rc, approved, balance, available, reason, value,
 // threshold }. Amounts are minor units of the account's currency.
 struct Decision {

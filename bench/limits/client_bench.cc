@@ -93,64 +93,39 @@ class Tally final : public Completion {
   std::uint64_t not_00 = 0;
 };
 
-// One auth's EVALSHA arguments, as script_floor sends them; the replay key and the hold id
-// change per call and are formatted in place.
+// One auth's EVALSHA arguments, as script_floor sends them; the transaction key (hold id and
+// replay key) changes per call and is formatted in place.
 class AuthArgs {
  public:
-  explicit AuthArgs(std::string_view sha) {
-    std::size_t i = 0;
-    args_[i++] = "EVALSHA";
-    args_[i++] = sha;
-    args_[i++] = "5";
-    i += AccountKeys::kCount;  // kKeysAt..: set per call
-    for (std::string_view a : {std::string_view("auth"),
-                               std::string_view("1700000000000"),
-                               std::string_view("86400000"),
-                               std::string_view("fp"),
-                               std::string_view(""),
-                               std::string_view("100"),
-                               std::string_view("840"),
-                               std::string_view("pos"),
-                               std::string_view("5411"),
-                               std::string_view(""),
-                               std::string_view("20231114"),
-                               std::string_view("202311"),
-                               std::string_view("2311"),
-                               std::string_view("0"),
-                               std::string_view("604800000"),
-                               std::string_view("1000000"),
-                               std::string_view("900000000000000"),
-                               std::string_view("1000000000"),
-                               std::string_view("900000000000000"),
-                               std::string_view("1000000000")}) {
-      args_[i++] = a;
-    }
-  }
+  explicit AuthArgs(std::string_view sha) : sha_(sha) {}
 
   // Sets the transaction key to "c<n>"; false if the keys could not be formatted.
   [[nodiscard]] bool set_txn(std::uint64_t n) noexcept {
     txn_[0] = 'c';
     const auto r = std::to_chars(txn_.data() + 1, txn_.data() + txn_.size(), n);
     const std::string_view txn(txn_.data(), static_cast<std::size_t>(r.ptr - txn_.data()));
-    if (!keys_.set("1", "tok1", txn)) {
-      return false;
-    }
-    for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
-      args_[kKeysAt + k] = keys_.key(static_cast<AccountKeys::Index>(k));
-    }
-    args_[kHoldIdAt] = txn;
-    return true;
+    const AuthRequest req{.txn_key = txn,
+                          .amount_minor = 100,
+                          .currency = "840",
+                          .channel = "pos",
+                          .mcc = "5411",
+                          .presented_expiry = "",
+                          .day = "20231114",
+                          .month = "202311",
+                          .current_yymm = "2311",
+                          .partial_ok = false,
+                          .hold_ttl_ms = 604'800'000,
+                          .limits = {1'000'000, 900'000'000'000'000, 1'000'000'000,
+                                     900'000'000'000'000, 1'000'000'000}};
+    return call_.set_auth(sha_, "auth", "1", "tok1", req, 1'700'000'000'000, 86'400'000, "fp");
   }
 
-  [[nodiscard]] std::span<const std::string_view> args() const noexcept { return args_; }
+  [[nodiscard]] std::span<const std::string_view> args() const noexcept { return call_.args(); }
 
  private:
-  static constexpr std::size_t kKeysAt = 3;
-  static constexpr std::size_t kHoldIdAt = kKeysAt + AccountKeys::kCount + 4;
-
-  AccountKeys keys_;
+  std::string_view sha_;
   std::array<char, 24> txn_{};
-  std::array<std::string_view, 3 + AccountKeys::kCount + 20> args_{};
+  HoldsCall call_;
 };
 
 // Transaction keys never repeat within one run of the program (one server's lifetime at most).

@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -189,42 +190,24 @@ void seed_account(support::RedisServer& server) {
 
 // An authorization of `amount` through EVALSHA with the holds contract; `txn` names the hold.
 struct AuthCall {
-  AccountKeys keys;
-  std::array<char, 24> amount_text{};
-  std::array<std::string_view, 3 + 5 + 4 + 16> args{};
+  HoldsCall call;
+  std::span<const std::string_view> args;
 
-  AuthCall(std::string_view sha, std::string_view txn, std::string_view amount) {
-    EXPECT_TRUE(keys.set("1", "tok1", txn));
-    std::size_t i = 0;
-    args[i++] = "EVALSHA";
-    args[i++] = sha;
-    args[i++] = "5";
-    for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
-      args[i++] = keys.key(static_cast<AccountKeys::Index>(k));
-    }
-    // op, now, replay window, fingerprint, then auth's arguments.
-    for (std::string_view a : {std::string_view("auth"),
-                               std::string_view("1700000000000"),
-                               std::string_view("86400000"),
-                               txn,
-                               txn,
-                               amount,
-                               std::string_view("840"),
-                               std::string_view("pos"),
-                               std::string_view("5411"),
-                               std::string_view(""),
-                               std::string_view("20231114"),
-                               std::string_view("202311"),
-                               std::string_view("2311"),
-                               std::string_view("0"),
-                               std::string_view("604800000"),
-                               std::string_view("50000"),
-                               std::string_view("100000"),
-                               std::string_view("10"),
-                               std::string_view("1000000"),
-                               std::string_view("100")}) {
-      args[i++] = a;
-    }
+  AuthCall(std::string_view sha, std::string_view txn, std::int64_t amount) {
+    AuthRequest r{.txn_key = txn,
+                  .amount_minor = amount,
+                  .currency = "840",
+                  .channel = "pos",
+                  .mcc = "5411",
+                  .presented_expiry = "",
+                  .day = "20231114",
+                  .month = "202311",
+                  .current_yymm = "2311",
+                  .partial_ok = false,
+                  .hold_ttl_ms = 604'800'000,
+                  .limits = {50'000, 100'000, 10, 1'000'000, 100}};
+    EXPECT_TRUE(call.set_auth(sha, "auth", "1", "tok1", r, 1'700'000'000'000, 86'400'000, txn));
+    args = call.args();
   }
 };
 
@@ -236,7 +219,7 @@ TEST(RedisPipeline, EvalshaHoldsScriptApprovesAHold) {
   ASSERT_TRUE(connect_ready(c));
   EXPECT_EQ(c.stats().script_loads, 1U);
   EXPECT_EQ(c.stats().script_mismatches, 0U);
-  AuthCall call(sha, "pipe-t1", "2500");
+  AuthCall call(sha, "pipe-t1", 2500);
   Recorder r;
   ASSERT_FALSE(c.submit(call.args, r, in(2000ms)));
   c.flush();
@@ -258,7 +241,7 @@ TEST(RedisPipeline, NoscriptIsAServerErrorWithItsText) {
     auto ctx = server.connect();
     (void)support::redis_command(*ctx, {"SCRIPT", "FLUSH"});
   }
-  AuthCall call(sha, "pipe-t2", "100");
+  AuthCall call(sha, "pipe-t2", 100);
   Recorder r;
   ASSERT_FALSE(c.submit(call.args, r, in(2000ms)));
   c.flush();
@@ -267,7 +250,7 @@ TEST(RedisPipeline, NoscriptIsAServerErrorWithItsText) {
   EXPECT_EQ(r.errc, ClientErrc::kServerError);
   EXPECT_EQ(r.str().substr(0, 8), "NOSCRIPT") << r.str();
   // The client queued SCRIPT LOAD before telling us: a retry works.
-  AuthCall retry_call(sha, "pipe-t2", "100");
+  AuthCall retry_call(sha, "pipe-t2", 100);
   Recorder retry;
   ASSERT_FALSE(c.submit(retry_call.args, retry, in(2000ms)));
   c.flush();
@@ -412,7 +395,7 @@ TEST(RedisPipeline, Kill9FailsInFlightFailsFastAndReconnectsWithScripts) {
   EXPECT_LT(Clock::now() - restarted, 200ms + 1500ms);
   EXPECT_EQ(c.stats().script_loads, 2U);
   seed_account(server);
-  AuthCall call(sha, "pipe-k9", "700");
+  AuthCall call(sha, "pipe-k9", 700);
   Recorder after;
   ASSERT_FALSE(c.submit(call.args, after, in(2000ms)));
   c.flush();
@@ -465,15 +448,14 @@ TEST(RedisPipeline, NoAllocationPerOperationWhenWarm) {
   const std::string_view sha = c.load_script(holds_script());
   ASSERT_TRUE(connect_ready(c));
   std::vector<Recorder> r(1000);
-  std::vector<AuthCall> calls;
-  calls.reserve(r.size());
+  std::deque<AuthCall> calls;  // a deque never moves its elements: each keeps views into itself
   std::vector<std::string> txns;
   txns.reserve(r.size());
   for (std::size_t i = 0; i < r.size(); ++i) {
     txns.push_back("pipe-a" + std::to_string(i));
   }
   for (std::size_t i = 0; i < r.size(); ++i) {
-    calls.emplace_back(sha, txns[i], "1");  // balance inquiry would do; a small hold is fine
+    calls.emplace_back(sha, txns[i], 1);  // balance inquiry would do; a small hold is fine
   }
   const std::string_view incr[] = {"INCR", "pipeline:alloc"};
   const std::string_view get[] = {"GET", "pipeline:big-alloc"};
