@@ -26,6 +26,7 @@
 #include "iso8583/dialect_loader.h"
 #include "iso8583/message.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/sample_messages.h"
 
 namespace authswitch::iso8583 {
 namespace {
@@ -33,47 +34,9 @@ namespace {
 constexpr std::array<std::string_view, 4> kDialectNames = {"iso87-ascii", "iso87-ascii-binbitmap",
                                                            "iso87-bcd", "iso93-ebcdic"};
 
-// DE 55: amount authorised (9F02), application cryptogram (9F26), AIP (82), ATC (9F36) and an
-// issuer application data template. 39 bytes; values are test data.
-constexpr std::array<std::uint8_t, 39> kIccData = {
-    0x9F, 0x02, 0x06, 0x00, 0x00, 0x00, 0x01, 0x25, 0x00, 0x9F, 0x26, 0x08, 0x86,
-    0xBA, 0x74, 0x8B, 0xCA, 0xDA, 0x61, 0x04, 0x82, 0x02, 0x18, 0x00, 0x9F, 0x36,
-    0x02, 0x00, 0x42, 0x70, 0x07, 0x9F, 0x10, 0x04, 0x06, 0x01, 0x0A, 0x03};
-
 constexpr std::size_t kOutBytes = 8192;
 
-// Fills `b` with the authorisation request for its dialect (the per-message work a switch
-// does when it builds a request from its own data).
-void fill_request(MessageBuilder& b, bool iso93) noexcept {
-  b.reset(iso93 ? 1100 : 100);
-  b.set_text(2, "4761739001010119");
-  b.set_text(3, "000000");
-  b.set_text(4, "000000012500");
-  b.set_text(7, "0612153045");
-  b.set_text(11, "123456");
-  if (iso93) {
-    b.set_text(12, "240612153045");  // ISO 8583:1993 DE 12 n12, YYMMDDhhmmss
-    b.set_text(13, "2401");          // DE 13 date, effective
-    b.set_text(22, "510101511001");  // DE 22 an12, point of service data code
-    b.set_text(24, "100");           // DE 24 function code: original authorisation
-  } else {
-    b.set_text(12, "153045");
-    b.set_text(13, "0612");
-    b.set_text(22, "051");
-    b.set_text(25, "00");
-  }
-  b.set_text(14, "2712");
-  b.set_text(18, "5411");
-  b.set_text(19, "840");
-  b.set_text(32, "12345678901");
-  b.set_text(35, "4761739001010119=27122011234500000");
-  b.set_text(37, "123456789012");
-  b.set_text(41, "TERM0001");
-  b.set_text(42, "MERCHANT0000001");
-  b.set_text(43, "ACME STORE 42          SPRINGFIELD    US");
-  b.set_text(49, "840");
-  b.set_bytes(55, std::as_bytes(std::span(kIccData)));
-}
+using support::fill_sample_request;
 
 // One dialect's request, encoded once before any timing.
 struct Sample {
@@ -90,7 +53,7 @@ Sample make_sample(std::string_view name) {
   s.iso93 = s.dialect->field(39).max_units == 3;
   s.response_code = s.iso93 ? "000" : "00";
   MessageBuilder b(*s.dialect);
-  fill_request(b, s.iso93);
+  fill_sample_request(b, s.iso93);
   std::array<std::byte, kOutBytes> out{};
   const auto n = b.encode(out);
   AS_ASSERT(n.has_value());
@@ -167,7 +130,7 @@ void BM_Encode(benchmark::State& state, std::size_t index) {
   std::array<std::byte, kOutBytes> out{};
   const support::AllocSnapshot before = support::alloc_snapshot();
   for (auto _ : state) {
-    fill_request(b, s.iso93);
+    fill_sample_request(b, s.iso93);
     const auto n = b.encode(out);
     benchmark::DoNotOptimize(n);
     benchmark::DoNotOptimize(out.data());
@@ -183,7 +146,7 @@ void BM_Encode(benchmark::State& state, std::size_t index) {
 void BM_EncodeOnly(benchmark::State& state, std::size_t index) {
   const Sample& s = sample(index);
   MessageBuilder b(*s.dialect);
-  fill_request(b, s.iso93);
+  fill_sample_request(b, s.iso93);
   std::array<std::byte, kOutBytes> out{};
   const support::AllocSnapshot before = support::alloc_snapshot();
   for (auto _ : state) {

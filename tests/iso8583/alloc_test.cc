@@ -24,6 +24,7 @@
 #include "iso8583/spec.h"
 #include "iso8583/tlv.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/sample_messages.h"
 
 namespace authswitch::iso8583 {
 namespace {
@@ -32,13 +33,7 @@ constexpr int kWarmupMessages = 10;
 constexpr int kMeasuredMessages = 1000;
 constexpr std::size_t kBufferBytes = 8192;
 
-// DE 55 test data: 9F02, 9F26, 82, 9F36 and a template 70 holding 9F10 (39 bytes, 6 objects
-// counting the template and its child).
-constexpr std::array<std::uint8_t, 39> kIccData = {
-    0x9F, 0x02, 0x06, 0x00, 0x00, 0x00, 0x01, 0x25, 0x00, 0x9F, 0x26, 0x08, 0x86,
-    0xBA, 0x74, 0x8B, 0xCA, 0xDA, 0x61, 0x04, 0x82, 0x02, 0x18, 0x00, 0x9F, 0x36,
-    0x02, 0x00, 0x42, 0x70, 0x07, 0x9F, 0x10, 0x04, 0x06, 0x01, 0x0A, 0x03};
-constexpr std::size_t kIccObjects = 6;
+constexpr std::size_t kIccObjects = support::kSampleIccObjects;
 
 using support::thread_allocations;
 
@@ -148,33 +143,7 @@ void process_one(Session& s, const FrameDecoder& frames, const FrameDecoder& unf
 // buffer behind a len2-binary prefix.
 void prepare_request(Session& s, bool iso93) {
   MessageBuilder b(s.dialect);
-  b.reset(iso93 ? 1100 : 100);
-  b.set_text(2, "4761739001010119");
-  b.set_text(3, "000000");
-  b.set_text(4, "000000012500");
-  b.set_text(7, "0612153045");
-  b.set_text(11, "123456");
-  if (iso93) {
-    b.set_text(12, "240612153045");  // ISO 8583:1993 DE 12 n12
-    b.set_text(22, "510101511001");  // DE 22 an12
-    b.set_text(24, "100");           // DE 24 function code
-  } else {
-    b.set_text(12, "153045");
-    b.set_text(22, "051");
-    b.set_text(25, "00");
-  }
-  b.set_text(13, iso93 ? "2401" : "0612");
-  b.set_text(14, "2712");
-  b.set_text(18, "5411");
-  b.set_text(19, "840");
-  b.set_text(32, "12345678901");
-  b.set_text(35, "4761739001010119=27122011234500000");
-  b.set_text(37, "123456789012");
-  b.set_text(41, "TERM0001");
-  b.set_text(42, "MERCHANT0000001");
-  b.set_text(43, "ACME STORE 42          SPRINGFIELD    US");
-  b.set_text(49, "840");
-  b.set_bytes(55, std::as_bytes(std::span(kIccData)));
+  support::fill_sample_request(b, iso93);
   const auto n = b.encode(std::span(s.received).subspan(2));
   ASSERT_TRUE(n.has_value()) << errc_name(n.error().code) << " field " << n.error().field;
   const auto framing = parse_framing("len2-binary");
