@@ -63,6 +63,8 @@ struct ChannelLimits {
   std::int64_t day_count_max = 0;
   std::int64_t month_amount_max_minor = 0;
   std::int64_t month_count_max = 0;
+
+  friend bool operator==(const ChannelLimits&, const ChannelLimits&) noexcept = default;
 };
 
 // One authorization (op `auth`, or `debit` for a single-message transaction) as the script

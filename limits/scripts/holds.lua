@@ -29,6 +29,7 @@ local fingerprint = ARGV[4]
 --        C posted: a captured hold, or a single-message debit (amount = what the limits
 --          counted, posted = debited); a full reversal gives that usage back,
 --        R refund credit (amount 0, posted = credited),
+--        A manual adjustment (amount 0, posted = signed amount credited),
 --        V voided (reversed in full), X expired.
 -- A reversal reduces `posted` of C (credit back) and R (take the credit back); 0 left is V.
 local function unpack_hold(s)
@@ -312,6 +313,28 @@ function ops.refund(a)
   if amount == nil or amount <= 0 then return decline('13', 'amount') end
   if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
   local h = { st = 'R', amt = 0, posted = amount, cur = cur, mcc = '', exp = now, ch = '',
+              day = '', mon = '', created = now }
+  redis.call('HSET', holds, id, pack_hold(h))
+  acct_add('bal', amount)
+  return reply('00', amount)
+end
+
+-- adjust: txn_id amount(signed) currency
+-- A manual credit (amount > 0) or debit (amount < 0) by the issuer's operations staff
+-- (authswitch-admin account credit/debit): no card, limit or available check (a debit may take
+-- the balance below zero), a closed account declines 62. Recorded as A with posted = amount,
+-- so a replay of the same key changes nothing; a reversal of it is acknowledged and ignored.
+function ops.adjust(a)
+  local id, amount, cur = a[5], tonumber(a[6]), a[7]
+  local ac = account()
+  if not ac.cur then return decline('14', 'no_account') end
+  if ac.st == 'closed' then return decline('62', 'account_closed') end
+  if cur ~= ac.cur then return decline('57', 'currency') end
+  if amount == nil or amount == 0 or amount ~= math.floor(amount) then
+    return decline('13', 'amount')
+  end
+  if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
+  local h = { st = 'A', amt = 0, posted = amount, cur = cur, mcc = '', exp = now, ch = '',
               day = '', mon = '', created = now }
   redis.call('HSET', holds, id, pack_hold(h))
   acct_add('bal', amount)

@@ -738,6 +738,32 @@ TEST_F(Holds, ReplayOfDebitRefundAndTheirReversalsChangesNothing) {
   EXPECT_EQ(field("as:{a:1}", "bal"), 97'500);
 }
 
+TEST_F(Holds, AdjustCreditsAndDebitsWithoutLimitsOnceAndNotOnAClosedAccount) {
+  auth("h1", 40'000);
+  Decision d = run("adjust", "a1", {"a1", "-90000", "840"});
+  EXPECT_EQ(d.code(), "00");  // a debit by staff: no available check, may go below zero
+  EXPECT_EQ(d.approved_minor, -90'000);
+  EXPECT_EQ(d.balance_minor, 10'000);
+  EXPECT_EQ(d.available_minor, -30'000);
+  EXPECT_EQ(hold_state("a1"), "A");
+  std::string before = snapshot();
+  expect_same(run("adjust", "a1", {"a1", "-90000", "840"}), d);
+  EXPECT_EQ(snapshot(), before);
+  EXPECT_EQ(run("adjust", "a1", {"a1", "-1", "840"}).code(), "94");  // same key, other request
+  EXPECT_EQ(run("adjust", "a2", {"a2", "90000", "840"}).balance_minor, 100'000);
+  EXPECT_EQ(run("adjust", "a3", {"a3", "5", "978"}).code(), "57");
+  EXPECT_EQ(run("adjust", "a4", {"a4", "0", "840"}).code(), "13");
+  EXPECT_EQ(run("adjust", "a5", {"a5", "1.5", "840"}).code(), "13");
+  EXPECT_EQ(reverse("r1", "a2", 0).reason_text(), "hold_A");  // acknowledged, nothing moves
+  EXPECT_EQ(field("as:{a:1}", "bal"), 100'000);
+  open_account("1", 100'000, 0, "closed");
+  command(redis(), {"HSET", "as:{a:1}", "held", "40000"});
+  before = snapshot();
+  EXPECT_EQ(run("adjust", "a6", {"a6", "5", "840"}).code(), "62");
+  EXPECT_EQ(snapshot(), before);
+  reverse("r2", "h1", 0);
+}
+
 TEST_F(Holds, SweepExpiresDueHoldsInBoundedStepsAndReportsTheNextDue) {
   const Profile p{.day_count = 100, .month_count = 100};
   for (int i = 0; i < 20; ++i) {  // due at kNow + kHoldTtl + i

@@ -1,0 +1,115 @@
+#include "limits/layout.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <initializer_list>
+
+namespace authswitch::limits {
+namespace {
+
+bool name_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '-';
+}
+
+std::string_view join(KeyBuffer& buf, std::initializer_list<std::string_view> parts) noexcept {
+  std::size_t n = 0;
+  for (const std::string_view p : parts) {
+    if (p.size() > buf.size() - n) {
+      return {};
+    }
+    std::memcpy(buf.data() + n, p.data(), p.size());
+    n += p.size();
+  }
+  return {buf.data(), n};
+}
+
+}  // namespace
+
+std::optional<Channel> parse_channel(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < kChannelCount; ++i) {
+    if (kChannelNames[i] == name) {
+      return static_cast<Channel>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+std::int64_t& limit_at(ChannelLimits& l, std::size_t i) noexcept {
+  AS_ASSERT(i < kLimitCount);
+  std::int64_t* const fields[kLimitCount] = {&l.per_transaction_max_minor, &l.day_amount_max_minor,
+                                             &l.day_count_max, &l.month_amount_max_minor,
+                                             &l.month_count_max};
+  return *fields[i];
+}
+
+std::int64_t limit_at(const ChannelLimits& l, std::size_t i) noexcept {
+  return limit_at(const_cast<ChannelLimits&>(l), i);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+}
+
+bool valid_name(std::string_view s, std::size_t max) noexcept {
+  return !s.empty() && s.size() <= max && std::all_of(s.begin(), s.end(), name_char);
+}
+
+std::string_view card_directory_key(std::string_view token, KeyBuffer& buf) noexcept {
+  if (token.empty() || token.size() > kCardTokenMax) {
+    return {};
+  }
+  return join(buf, {"as:{c:", token, "}"});
+}
+
+std::string_view account_cards_key(std::string_view account, KeyBuffer& buf) noexcept {
+  if (account.empty() || account.size() > kAccountIdMax) {
+    return {};
+  }
+  return join(buf, {"as:{a:", account, "}:cards"});
+}
+
+std::string_view profile_key(std::string_view name, KeyBuffer& buf) noexcept {
+  if (name.empty() || name.size() > kProfileNameMax) {
+    return {};
+  }
+  return join(buf, {"as:p:", name});
+}
+
+base::Result<LimitProfile, ProfileFieldError> parse_profile_fields(
+    std::span<const std::string_view> fields_and_values) noexcept {
+  using Kind = ProfileFieldError::Kind;
+  LimitProfile profile;
+  std::array<std::array<bool, kLimitCount>, kChannelCount> seen{};
+  for (std::size_t i = 0; i + 1 < fields_and_values.size(); i += 2) {
+    const std::string_view field = fields_and_values[i];
+    const std::string_view value = fields_and_values[i + 1];
+    const std::size_t dot = field.find('.');
+    const std::optional<Channel> ch =
+        dot == std::string_view::npos ? std::nullopt : parse_channel(field.substr(0, dot));
+    const auto* lim = ch ? std::find(kLimitFields.begin(), kLimitFields.end(), field.substr(dot + 1))
+                         : kLimitFields.end();
+    if (lim == kLimitFields.end()) {
+      return base::unexpected(ProfileFieldError{Kind::kUnknownField, 0, 0});
+    }
+    const auto c = static_cast<std::size_t>(*ch);
+    const auto l = static_cast<std::size_t>(lim - kLimitFields.begin());
+    std::int64_t v = 0;
+    const auto r = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (r.ec != std::errc() || r.ptr != value.data() + value.size()) {
+      return base::unexpected(ProfileFieldError{Kind::kNotInteger, c, l});
+    }
+    if (v < 0) {
+      return base::unexpected(ProfileFieldError{Kind::kNegative, c, l});
+    }
+    limit_at(profile.channels[c], l) = v;
+    seen[c][l] = true;
+  }
+  for (std::size_t c = 0; c < kChannelCount; ++c) {
+    for (std::size_t l = 0; l < kLimitCount; ++l) {
+      if (!seen[c][l]) {
+        return base::unexpected(ProfileFieldError{Kind::kMissing, c, l});
+      }
+    }
+  }
+  return profile;
+}
+
+}  // namespace authswitch::limits
