@@ -29,9 +29,9 @@ std::size_t build(std::array<char, kKeyMax>& out,
 
 }  // namespace
 
-std::string_view holds_script() noexcept {
+std::string_view embedded_script(std::string_view name) noexcept {
   for (const EmbeddedScript& s : embedded_scripts()) {
-    if (s.name == "holds") {
+    if (s.name == name) {
       return s.text;
     }
   }

@@ -30,8 +30,11 @@ struct EmbeddedScript {
 // Every Lua script of the module, by file stem (generated from limits/scripts/*.lua).
 std::span<const EmbeddedScript> embedded_scripts() noexcept;
 
+// The source text of the embedded script `name` (file stem), or empty.
+[[nodiscard]] std::string_view embedded_script(std::string_view name) noexcept;
+
 // The holds script's source text.
-[[nodiscard]] std::string_view holds_script() noexcept;
+[[nodiscard]] inline std::string_view holds_script() noexcept { return embedded_script("holds"); }
 
 inline constexpr std::size_t kAccountIdMax = 32;
 inline constexpr std::size_t kTxnKeyMax = 64;

@@ -45,7 +45,8 @@ std::int64_t& limit_at(ChannelLimits& l, std::size_t i) noexcept {
 }
 
 std::int64_t limit_at(const ChannelLimits& l, std::size_t i) noexcept {
-  return limit_at(const_cast<ChannelLimits&>(l), i);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+  return limit_at(const_cast<ChannelLimits&>(l),
+                  i);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
 }
 
 bool valid_name(std::string_view s, std::size_t max) noexcept {
@@ -84,8 +85,9 @@ base::Result<LimitProfile, ProfileFieldError> parse_profile_fields(
     const std::size_t dot = field.find('.');
     const std::optional<Channel> ch =
         dot == std::string_view::npos ? std::nullopt : parse_channel(field.substr(0, dot));
-    const auto* lim = ch ? std::find(kLimitFields.begin(), kLimitFields.end(), field.substr(dot + 1))
-                         : kLimitFields.end();
+    const auto* lim =
+        ch ? std::find(kLimitFields.begin(), kLimitFields.end(), field.substr(dot + 1))
+           : kLimitFields.end();
     if (lim == kLimitFields.end()) {
       return base::unexpected(ProfileFieldError{Kind::kUnknownField, 0, 0});
     }

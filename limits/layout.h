@@ -88,8 +88,7 @@ using KeyBuffer = std::array<char, 16 + kAccountIdMax + kCardTokenMax>;
 // "as:{c:<token>}". Views into `buf`; empty when `token` is empty or too long.
 [[nodiscard]] std::string_view card_directory_key(std::string_view token, KeyBuffer& buf) noexcept;
 // "as:{a:<acct>}:cards".
-[[nodiscard]] std::string_view account_cards_key(std::string_view account,
-                                                 KeyBuffer& buf) noexcept;
+[[nodiscard]] std::string_view account_cards_key(std::string_view account, KeyBuffer& buf) noexcept;
 // "as:p:<name>".
 [[nodiscard]] std::string_view profile_key(std::string_view name, KeyBuffer& buf) noexcept;
 

@@ -416,7 +416,7 @@ function ops.balance(_)
 end
 
 -- sweep: limit
--- The periodic expiry sweep of one account (the sweeper finds accounts through an index of
+-- The periodic expiry sweep of one account (no replay record; the fingerprint is unused) (the sweeper finds accounts through an index of
 -- due times that the client keeps; a stale index entry costs one cheap call, a missing one
 -- only delays the return of funds until the account is next touched, when the lazy expiry
 -- runs first). Expires up to `limit` due holds. Replies value = holds expired, threshold =
@@ -429,6 +429,9 @@ end
 
 local fn = ops[op]
 if not fn then return redis.error_reply('ERR unknown operation ' .. tostring(op)) end
+-- The sweep is housekeeping, not a transaction: no replay record (KEYS[5] is unused), and it
+-- is its own expiry pass.
+if op == 'sweep' then return fn(ARGV) end
 
 -- Replays: the same transaction key and request get the original reply and change nothing;
 -- the same key with a different request is a duplicate (94).

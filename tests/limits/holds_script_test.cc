@@ -771,15 +771,19 @@ TEST_F(Holds, SweepExpiresDueHoldsInBoundedStepsAndReportsTheNextDue) {
               "00");
   }
   const std::int64_t later = kNow + kHoldTtl + 19;
-  // Every call first expires up to 16 due holds by itself; the sweep takes 2 more of the 4 left
-  // and reports the next one's due time.
+  // A sweep call expires at most its limit (no lazy pass in front of it) and reports the next
+  // one's due time; it leaves no replay record.
   Decision d = run("sweep", "s1", {"2"}, later);
   EXPECT_EQ(d.reason_text(), "swept");
   EXPECT_EQ(d.value, 2);
-  EXPECT_EQ(d.threshold, kNow + kHoldTtl + 18);
-  EXPECT_EQ(d.available_minor, 100'000 - 200);
-  d = run("sweep", "s2", {"16"}, later);
-  EXPECT_EQ(d.value, 0);  // the lazy pass in front took the last two
+  EXPECT_EQ(d.threshold, kNow + kHoldTtl + 2);
+  EXPECT_EQ(d.available_minor, 100'000 - 1'800);
+  EXPECT_EQ(command(redis(), {"EXISTS", "as:{a:1}:i:s1"})->integer, 0);
+  d = run("sweep", "s2", {"17"}, later);
+  EXPECT_EQ(d.value, 17);
+  EXPECT_EQ(d.threshold, kNow + kHoldTtl + 19);
+  d = run("sweep", "s2", {"16"}, later);  // the same key again sweeps again: no replay
+  EXPECT_EQ(d.value, 1);
   EXPECT_EQ(d.threshold, 0);
   EXPECT_EQ(d.available_minor, 100'000);
   for (int i = 0; i < 20; ++i) {

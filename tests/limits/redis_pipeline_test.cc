@@ -17,6 +17,7 @@
 
 #include "limits/holds_script.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/pipeline_driver.h"
 #include "tests/support/redis_server.h"
 
 namespace authswitch::limits {
@@ -82,38 +83,8 @@ RedisPipeline::Options options_for(const support::RedisServer& server) {
   return o;
 }
 
-// One pass of the event loop: tick, poll the socket briefly, dispatch.
-void pump(RedisPipeline& c, std::chrono::milliseconds wait = 2ms) {
-  c.on_tick(Clock::now());
-  if (c.fd() < 0) {
-    ::poll(nullptr, 0, static_cast<int>(wait.count()));
-    return;
-  }
-  pollfd p{};
-  p.fd = c.fd();
-  p.events = static_cast<short>(POLLIN | (c.wants_write() ? POLLOUT : 0));
-  if (::poll(&p, 1, static_cast<int>(wait.count())) > 0) {
-    if ((p.revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
-      c.on_readable(Clock::now());
-    }
-    if ((p.revents & POLLOUT) != 0 && c.fd() >= 0) {
-      c.on_writable(Clock::now());
-    }
-  }
-}
-
-// Drives the client until `done` or the bounded total time passes.
-template <typename Pred>
-bool drive(RedisPipeline& c, Pred done, std::chrono::milliseconds limit = 5000ms) {
-  const auto end = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > end) {
-      return false;
-    }
-    pump(c);
-  }
-  return true;
-}
+using support::drive;
+using support::pump;
 
 bool connect_ready(RedisPipeline& c) {
   return drive(c, [&] { return c.ready(); });
