@@ -7,13 +7,18 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "limits/holds_script.h"
 #include "tests/support/alloc_counter.h"
@@ -375,6 +380,91 @@ TEST(RedisPipeline, Kill9FailsInFlightFailsFastAndReconnectsWithScripts) {
   EXPECT_EQ(after.first_str(), "00");
   EXPECT_EQ(after.second_int, 700);
   server.stop();
+}
+
+// A loopback port that accepts TCP connections (the kernel completes them from the backlog)
+// but never reads or answers: a hung Redis.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+        ::listen(fd_, 16) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("SilentListener: cannot listen on loopback");
+    }
+    port_ = ntohs(a.sin_port);
+  }
+  ~SilentListener() { ::close(fd_); }
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+TEST(RedisPipeline, NothingListeningFailsFastNeverHangs) {
+  std::uint16_t port = 0;
+  {
+    SilentListener closed_soon;  // a free port, then closed: connections are refused
+    port = closed_soon.port();
+  }
+  RedisPipeline::Options o;
+  o.host = "127.0.0.1";
+  o.port = port;
+  o.backoff_min = 5ms;
+  o.backoff_max = 20ms;
+  RedisPipeline c(o);
+  drive(
+      c, [] { return false; }, 100ms);
+  EXPECT_EQ(c.stats().connects, 0U);
+  EXPECT_NE(c.state(), RedisPipeline::State::kConnected);
+  Recorder r;
+  const std::string_view ping[] = {"PING"};
+  // Refused at once, or (mid-attempt) queued and failed when that attempt is refused.
+  const auto refused = c.submit(ping, r, in(300ms));
+  if (refused) {
+    EXPECT_EQ(*refused, ClientErrc::kDisconnected);
+  } else {
+    ASSERT_TRUE(drive(
+        c, [&] { return r.calls == 1; }, 1000ms));
+    EXPECT_FALSE(r.ok);
+  }
+}
+
+TEST(RedisPipeline, HungServerTimesOutEachOperationThenReconnects) {
+  SilentListener hung;
+  RedisPipeline::Options o;
+  o.host = "127.0.0.1";
+  o.port = hung.port();
+  o.backoff_min = 5ms;
+  o.backoff_max = 20ms;
+  o.stall_timeout = 200ms;
+  RedisPipeline c(o);
+  ASSERT_TRUE(drive(c, [&] { return c.state() == RedisPipeline::State::kConnected; }));
+  std::vector<Recorder> r(3);
+  const std::string_view ping[] = {"PING"};
+  const auto start = Clock::now();
+  for (auto& x : r) {
+    ASSERT_FALSE(c.submit(ping, x, start + 50ms));
+  }
+  c.flush();
+  ASSERT_TRUE(drive(
+      c, [&] { return r.back().calls == 1; }, 2000ms));
+  for (const auto& x : r) {
+    EXPECT_EQ(x.calls, 1);
+    EXPECT_EQ(x.errc, ClientErrc::kTimeout);
+    EXPECT_GE(x.when, start + 50ms);  // not before its deadline
+  }
+  // Past the stall timeout the connection is given up and a new one made.
+  ASSERT_TRUE(drive(
+      c, [&] { return c.stats().connects >= 2; }, 3000ms));
+  EXPECT_GE(c.stats().disconnects, 1U);
 }
 
 TEST(RedisPipeline, ReplyLargerThanArenaIsAProtocolErrorThenReconnects) {
