@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "base/assert.h"
+
 namespace authswitch::limits {
 namespace {
 
@@ -60,45 +62,148 @@ std::string_view HoldsCall::number(std::size_t slot, std::int64_t v) noexcept {
   return {buf.data(), static_cast<std::size_t>(r.ptr - buf.data())};
 }
 
+bool HoldsCall::begin(const CallContext& ctx, std::string_view op) noexcept {
+  count_ = 0;
+  if (!keys_.set(ctx.account_id, ctx.card_token, ctx.txn_key)) {
+    return false;
+  }
+  push("EVALSHA");
+  push(ctx.sha);
+  push("5");
+  for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
+    push(keys_.key(static_cast<AccountKeys::Index>(k)));
+  }
+  // The order of holds.lua: op now window fingerprint, then the op's arguments.
+  push(op);
+  push(number(0, ctx.now_ms));
+  push(number(1, ctx.replay_window_ms));
+  push(ctx.fingerprint);
+  return true;
+}
+
+void HoldsCall::push(std::string_view a) noexcept {
+  AS_ASSERT(count_ < args_.size());
+  args_[count_++] = a;
+}
+
+void HoldsCall::push_limit_tail(const AuthRequest& r) noexcept {
+  const ChannelLimits& l = r.limits;
+  push(r.day);
+  push(r.month);
+  push(r.current_yymm);
+  push(r.partial_ok ? "1" : "0");
+  push(number(3, r.hold_ttl_ms));
+  push(number(4, l.per_transaction_max_minor));
+  push(number(5, l.day_amount_max_minor));
+  push(number(6, l.day_count_max));
+  push(number(7, l.month_amount_max_minor));
+  push(number(8, l.month_count_max));
+}
+
 bool HoldsCall::set_auth(std::string_view sha, std::string_view op, std::string_view account_id,
                          std::string_view card_token, const AuthRequest& r, std::int64_t now_ms,
                          std::int64_t replay_window_ms, std::string_view fingerprint) noexcept {
-  count_ = 0;
-  if (!keys_.set(account_id, card_token, r.txn_key)) {
+  const CallContext ctx{sha,    account_id,       card_token, r.txn_key,
+                        now_ms, replay_window_ms, fingerprint};
+  if (!begin(ctx, op)) {
     return false;
   }
-  std::size_t i = 0;
-  args_[i++] = "EVALSHA";
-  args_[i++] = sha;
-  args_[i++] = "5";
-  for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
-    args_[i++] = keys_.key(static_cast<AccountKeys::Index>(k));
+  push(r.txn_key);
+  push(number(2, r.amount_minor));
+  push(r.currency);
+  push(r.channel);
+  push(r.mcc);
+  push(r.presented_expiry);
+  push_limit_tail(r);
+  return true;
+}
+
+bool HoldsCall::set_incr(const CallContext& ctx, std::string_view hold_id,
+                         const AuthRequest& r) noexcept {
+  if (!begin(ctx, "incr")) {
+    return false;
   }
-  // The order of holds.lua: op now window fingerprint, then auth's arguments.
-  const ChannelLimits& l = r.limits;
-  for (const std::string_view a : {op,
-                                   number(0, now_ms),
-                                   number(1, replay_window_ms),
-                                   fingerprint,
-                                   r.txn_key,
-                                   number(2, r.amount_minor),
-                                   r.currency,
-                                   r.channel,
-                                   r.mcc,
-                                   r.presented_expiry,
-                                   r.day,
-                                   r.month,
-                                   r.current_yymm,
-                                   std::string_view(r.partial_ok ? "1" : "0"),
-                                   number(3, r.hold_ttl_ms),
-                                   number(4, l.per_transaction_max_minor),
-                                   number(5, l.day_amount_max_minor),
-                                   number(6, l.day_count_max),
-                                   number(7, l.month_amount_max_minor),
-                                   number(8, l.month_count_max)}) {
-    args_[i++] = a;
+  push(hold_id);
+  push(number(2, r.amount_minor));
+  push_limit_tail(r);
+  return true;
+}
+
+bool HoldsCall::set_capture(const CallContext& ctx, std::string_view hold_id,
+                            std::int64_t final_minor) noexcept {
+  if (!begin(ctx, "capture")) {
+    return false;
   }
-  count_ = i;
+  push(hold_id);
+  push(number(2, final_minor));
+  return true;
+}
+
+bool HoldsCall::set_reverse(const CallContext& ctx, std::string_view hold_id,
+                            std::int64_t remaining_minor) noexcept {
+  if (!begin(ctx, "reverse")) {
+    return false;
+  }
+  push(hold_id);
+  push(number(2, remaining_minor));
+  return true;
+}
+
+bool HoldsCall::set_refund(const CallContext& ctx, std::int64_t amount_minor,
+                           std::string_view currency) noexcept {
+  if (!begin(ctx, "refund")) {
+    return false;
+  }
+  push(ctx.txn_key);
+  push(number(2, amount_minor));
+  push(currency);
+  return true;
+}
+
+bool HoldsCall::set_adjust(const CallContext& ctx, std::int64_t amount_minor,
+                           std::string_view currency) noexcept {
+  if (!begin(ctx, "adjust")) {
+    return false;
+  }
+  push(ctx.txn_key);
+  push(number(2, amount_minor));
+  push(currency);
+  return true;
+}
+
+bool HoldsCall::set_balance(const CallContext& ctx) noexcept { return begin(ctx, "balance"); }
+
+bool HoldsCall::set_sweep(const CallContext& ctx, std::int64_t limit) noexcept {
+  if (!begin(ctx, "sweep")) {
+    return false;
+  }
+  push(number(2, limit));
+  return true;
+}
+
+bool parse_decision(const Reply& reply, Decision& out) noexcept {
+  using T = Reply::Type;
+  if (reply.type != T::kArray || reply.elements.size() != 7) {
+    return false;
+  }
+  const auto& e = reply.elements;
+  if (e[0].type != T::kString || e[0].str.size() != 2 || e[4].type != T::kString) {
+    return false;
+  }
+  for (const std::size_t i : {1U, 2U, 3U, 5U, 6U}) {
+    if (e[i].type != T::kInteger) {
+      return false;
+    }
+  }
+  out = Decision{};
+  std::copy_n(e[0].str.data(), 2, out.response_code.begin());
+  out.approved_minor = e[1].integer;
+  out.balance_minor = e[2].integer;
+  out.available_minor = e[3].integer;
+  std::copy_n(e[4].str.data(), std::min(e[4].str.size(), out.reason.size() - 1),
+              out.reason.begin());
+  out.value = e[5].integer;
+  out.threshold = e[6].integer;
   return true;
 }
 

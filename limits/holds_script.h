@@ -20,6 +20,8 @@
 #include <span>
 #include <string_view>
 
+#include "limits/redis_pipeline.h"
+
 namespace authswitch::limits {
 
 struct EmbeddedScript {
@@ -87,9 +89,24 @@ struct AuthRequest {
   ChannelLimits limits;
 };
 
+// The identity and clock of one script call: which account and card, the transaction key (hold
+// id of auth/debit/refund/adjust, and the replay key of every op), the issuer's clock, how long
+// a replay is remembered, and the request fingerprint (a replay with another fingerprint is
+// answered 94). Views: they must outlive the HoldsCall built from them.
+struct CallContext {
+  std::string_view sha;  // of holds_script(), as RedisPipeline::load_script returned it
+  std::string_view account_id;
+  std::string_view card_token;  // PanToken; any valid placeholder for ops that read no card
+  std::string_view txn_key;
+  std::int64_t now_ms = 0;
+  std::int64_t replay_window_ms = 0;
+  std::string_view fingerprint;
+};
+
 // The whole EVALSHA command of one script call, laid out in fixed storage (no allocation), ready
-// for RedisPipeline::submit. Views into the request and the sha are kept, not copied.
-// Its views point into itself: it is neither copied nor moved.
+// for RedisPipeline::submit. Views into the request and context are kept, not copied.
+// Its views point into itself: it is neither copied nor moved. Each set_* fails (returns false,
+// args() empty) when a key part is invalid (see AccountKeys::set).
 class HoldsCall {
  public:
   static constexpr std::size_t kArgsMax = 3 + AccountKeys::kCount + 4 + 16;
@@ -98,17 +115,42 @@ class HoldsCall {
   HoldsCall(const HoldsCall&) = delete;
   HoldsCall& operator=(const HoldsCall&) = delete;
 
-  // `op` is "auth" or "debit". Fails (false) when a key part is invalid (see AccountKeys::set).
+  // `op` is "auth" or "debit". The hold id is r.txn_key.
   [[nodiscard]] bool set_auth(std::string_view sha, std::string_view op,
                               std::string_view account_id, std::string_view card_token,
                               const AuthRequest& r, std::int64_t now_ms,
                               std::int64_t replay_window_ms, std::string_view fingerprint) noexcept;
+  // Incremental authorization of hold `hold_id` by r.amount_minor (r's limits, day, month,
+  // current_yymm, partial_ok and hold_ttl_ms apply; its txn_key is unused: ctx's is the key).
+  [[nodiscard]] bool set_incr(const CallContext& ctx, std::string_view hold_id,
+                              const AuthRequest& r) noexcept;
+  // Completion of hold `hold_id` for `final_minor` (never declined).
+  [[nodiscard]] bool set_capture(const CallContext& ctx, std::string_view hold_id,
+                                 std::int64_t final_minor) noexcept;
+  // Reversal of `hold_id` leaving `remaining_minor` standing (0: full reversal).
+  [[nodiscard]] bool set_reverse(const CallContext& ctx, std::string_view hold_id,
+                                 std::int64_t remaining_minor) noexcept;
+  // Refund (credit) of `amount_minor` in `currency`; the record's id is ctx.txn_key.
+  [[nodiscard]] bool set_refund(const CallContext& ctx, std::int64_t amount_minor,
+                                std::string_view currency) noexcept;
+  // Staff credit (> 0) or debit (< 0); the record's id is ctx.txn_key.
+  [[nodiscard]] bool set_adjust(const CallContext& ctx, std::int64_t amount_minor,
+                                std::string_view currency) noexcept;
+  [[nodiscard]] bool set_balance(const CallContext& ctx) noexcept;
+  // Expires up to `limit` due holds of the account (no replay record; txn_key unused).
+  [[nodiscard]] bool set_sweep(const CallContext& ctx, std::int64_t limit) noexcept;
+
   [[nodiscard]] std::span<const std::string_view> args() const noexcept {
     return {args_.data(), count_};
   }
 
  private:
   [[nodiscard]] std::string_view number(std::size_t slot, std::int64_t v) noexcept;
+  // EVALSHA sha 5 <keys> op now window fingerprint; false when the keys are invalid.
+  [[nodiscard]] bool begin(const CallContext& ctx, std::string_view op) noexcept;
+  void push(std::string_view a) noexcept;
+  // The ten limit arguments auth, incr and debit end with (number slots 3..8).
+  void push_limit_tail(const AuthRequest& r) noexcept;
 
   AccountKeys keys_;
   std::array<std::array<char, 24>, 9> numbers_{};
@@ -133,5 +175,10 @@ struct Decision {
   [[nodiscard]] std::string_view reason_text() const noexcept;
   [[nodiscard]] bool approved() const noexcept { return code() == "00" || code() == "10"; }
 };
+
+// Reads the script's reply (an array of 7: rc, approved, balance, available, reason, value,
+// threshold) into `out`. False when the reply has another shape (a server error reply, a script
+// from another version): the caller treats it as a system error (96).
+[[nodiscard]] bool parse_decision(const Reply& reply, Decision& out) noexcept;
 
 }  // namespace authswitch::limits

@@ -56,23 +56,17 @@ class Sweeper::Slot final : public Completion {
     next_due_ms_ = 0;
     account_ = copy_into(account_buf_, account);
     score_ = copy_into(score_buf_, score);
-    if (!keys_.set(account_, "none", "sweep")) {
+    const CallContext ctx{.sha = owner_->holds_sha_,
+                          .account_id = account_,
+                          .card_token = "none",
+                          .txn_key = "sweep",
+                          .now_ms = owner_->now_ms_,
+                          .replay_window_ms = 0,
+                          .fingerprint = ""};
+    if (!call_.set_sweep(ctx, owner_->options_.holds_per_call)) {
       return false;  // an index entry that is no account id: skipped, left for an operator
     }
-    std::size_t i = 0;
-    args_[i++] = "EVALSHA";
-    args_[i++] = owner_->holds_sha_;
-    args_[i++] = "5";
-    for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
-      args_[i++] = keys_.key(static_cast<AccountKeys::Index>(k));
-    }
-    // holds.lua: op now window fingerprint, then sweep's limit.
-    for (const std::string_view a :
-         {std::string_view("sweep"), format(owner_->now_text_, owner_->now_ms_),
-          std::string_view("0"), std::string_view(""), owner_->limit_}) {
-      args_[i++] = a;
-    }
-    return submit(i);
+    return submit(call_.args());
   }
 
   void on_reply(const Reply& reply) noexcept override {
@@ -105,33 +99,31 @@ class Sweeper::Slot final : public Completion {
   // The sweep op's reply { rc, approved, balance, available, reason, value, threshold }:
   // value = holds expired, threshold = the next pending expiry (0: none).
   void on_swept(const Reply& reply) noexcept {
-    if (reply.type != Reply::Type::kArray || reply.elements.size() != 7 ||
-        reply.elements[5].type != Reply::Type::kInteger ||
-        reply.elements[6].type != Reply::Type::kInteger) {
+    Decision d;
+    if (!parse_decision(reply, d) || d.reason_text() != "swept") {
       owner_->on_error();
       owner_->on_slot_done();
       return;
     }
     ++owner_->stats_.accounts;
-    owner_->stats_.holds_expired += static_cast<std::uint64_t>(reply.elements[5].integer);
-    next_due_ms_ = reply.elements[6].integer;
+    owner_->stats_.holds_expired += static_cast<std::uint64_t>(d.value);
+    next_due_ms_ = d.threshold;
     phase_ = Phase::kIndex;
-    std::size_t i = 0;
-    args_[i++] = "EVALSHA";
-    args_[i++] = owner_->due_sha_;
-    args_[i++] = "1";
-    args_[i++] = kDueKey;
-    args_[i++] = account_;
-    args_[i++] = score_;
-    args_[i++] = format(next_due_text_, next_due_ms_);
-    if (!submit(i)) {
+    due_args_ = {"EVALSHA",
+                 owner_->due_sha_,
+                 "1",
+                 kDueKey,
+                 account_,
+                 score_,
+                 format(next_due_text_, next_due_ms_)};
+    if (!submit(due_args_)) {
       owner_->on_slot_done();
     }
   }
 
-  bool submit(std::size_t count) noexcept {
-    const auto rejected = owner_->pipeline_.submit(std::span(args_.data(), count), *this,
-                                                   owner_->now_ + owner_->options_.timeout);
+  bool submit(std::span<const std::string_view> args) noexcept {
+    const auto rejected =
+        owner_->pipeline_.submit(args, *this, owner_->now_ + owner_->options_.timeout);
     if (rejected) {
       owner_->on_error();
       return false;
@@ -141,14 +133,14 @@ class Sweeper::Slot final : public Completion {
 
   Sweeper* owner_ = nullptr;
   Phase phase_ = Phase::kSweep;
-  AccountKeys keys_;
+  HoldsCall call_;
   std::array<char, kAccountIdMax> account_buf_{};
   std::array<char, 32> score_buf_{};
   std::string_view account_;
   std::string_view score_;
   std::int64_t next_due_ms_ = 0;
   std::array<char, 24> next_due_text_{};
-  std::array<std::string_view, 3 + AccountKeys::kCount + 5> args_{};
+  std::array<std::string_view, 7> due_args_{};
 };
 
 Sweeper::Sweeper(RedisPipeline& pipeline, Options options)
@@ -163,7 +155,6 @@ Sweeper::Sweeper(RedisPipeline& pipeline, Options options)
   for (std::size_t i = 0; i < options_.accounts_per_batch; ++i) {
     slots_[i].init(*this);
   }
-  limit_ = format(limit_text_, options_.holds_per_call);
   batch_ = format(batch_text_, static_cast<std::int64_t>(options_.accounts_per_batch));
 }
 

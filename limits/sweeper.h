@@ -109,11 +109,8 @@ class Sweeper {
   Clock::time_point now_{};
   std::int64_t now_ms_ = 0;
   Clock::time_point next_pass_ = Clock::time_point::min();
-  std::array<char, 24> now_text_{};
-  std::array<char, 24> limit_text_{};
   std::array<char, 24> batch_text_{};
-  std::string_view limit_;  // views into limit_text_ and batch_text_
-  std::string_view batch_;
+  std::string_view batch_;  // a view into batch_text_
   std::size_t pass_errors_ = 0;
   Stats stats_;
 };

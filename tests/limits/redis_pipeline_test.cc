@@ -207,6 +207,94 @@ TEST(RedisPipeline, EvalshaHoldsScriptApprovesAHold) {
   EXPECT_EQ(r.second_int, 2500);
 }
 
+// Keeps the parsed decision of each reply (parse_decision), or that it could not be parsed.
+class DecisionRecorder final : public Completion {
+ public:
+  void on_reply(const Reply& reply) noexcept override {
+    ++calls;
+    parsed = parse_decision(reply, decision);
+  }
+  void on_error(ClientErrc /*errc*/, std::string_view /*message*/) noexcept override {
+    ++calls;
+    parsed = false;
+  }
+  int calls = 0;
+  bool parsed = false;
+  Decision decision;
+};
+
+TEST(RedisPipeline, EveryHoldsOpThroughHoldsCallAndParseDecision) {
+  support::RedisServer& server = support::shared_redis_server();
+  seed_account(server);  // balance 100,000
+  RedisPipeline c(options_for(server));
+  const std::string_view sha = c.load_script(holds_script());
+  ASSERT_TRUE(connect_ready(c));
+  const auto run = [&](HoldsCall& call) {
+    DecisionRecorder r;
+    EXPECT_FALSE(c.submit(call.args(), r, in(2000ms)));
+    c.flush();
+    EXPECT_TRUE(drive(c, [&] { return r.calls == 1; }));
+    EXPECT_TRUE(r.parsed);
+    return r.decision;
+  };
+  const auto ctx = [&](std::string_view txn) {
+    return CallContext{.sha = sha,
+                       .account_id = "1",
+                       .card_token = "tok1",
+                       .txn_key = txn,
+                       .now_ms = 1'700'000'000'000,
+                       .replay_window_ms = 86'400'000,
+                       .fingerprint = txn};
+  };
+  AuthCall auth(sha, "life-h1", 10'000);
+  HoldsCall& call = auth.call;
+  Decision d = run(call);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.available_minor, 90'000);
+  AuthRequest more;
+  more.amount_minor = 2'000;
+  more.day = "20231114";
+  more.month = "202311";
+  more.current_yymm = "2311";
+  more.hold_ttl_ms = 604'800'000;
+  more.limits = {50'000, 100'000, 10, 1'000'000, 100};
+  ASSERT_TRUE(call.set_incr(ctx("life-i1"), "life-h1", more));
+  d = run(call);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.available_minor, 88'000);
+  ASSERT_TRUE(call.set_capture(ctx("life-c1"), "life-h1", 11'500));
+  d = run(call);
+  EXPECT_EQ(d.approved_minor, 11'500);
+  EXPECT_EQ(d.balance_minor, 88'500);
+  EXPECT_EQ(d.available_minor, 88'500);
+  ASSERT_TRUE(call.set_reverse(ctx("life-r1"), "life-h1", 10'000));
+  EXPECT_EQ(run(call).balance_minor, 90'000);
+  ASSERT_TRUE(call.set_refund(ctx("life-f1"), 500, "840"));
+  EXPECT_EQ(run(call).balance_minor, 90'500);
+  ASSERT_TRUE(call.set_adjust(ctx("life-a1"), -500, "840"));
+  EXPECT_EQ(run(call).balance_minor, 90'000);
+  ASSERT_TRUE(call.set_balance(ctx("life-b1")));
+  d = run(call);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.available_minor, 90'000);
+  ASSERT_TRUE(call.set_sweep(ctx("life-s1"), 16));
+  d = run(call);
+  EXPECT_EQ(d.reason_text(), "swept");
+  EXPECT_EQ(d.threshold, 0);  // nothing pending
+  ASSERT_TRUE(call.set_refund(ctx("life-f2"), 500, "978"));
+  d = run(call);
+  EXPECT_EQ(d.code(), "57");
+  EXPECT_EQ(d.reason_text(), "currency");
+  EXPECT_FALSE(d.approved());
+  EXPECT_FALSE(call.set_balance(ctx("bad key")));
+  EXPECT_TRUE(call.args().empty());
+
+  Decision out;
+  Reply not_array;
+  not_array.type = Reply::Type::kError;
+  EXPECT_FALSE(parse_decision(not_array, out));
+}
+
 TEST(RedisPipeline, NoscriptIsAServerErrorWithItsText) {
   support::RedisServer& server = support::shared_redis_server();
   seed_account(server);
