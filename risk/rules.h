@@ -1,0 +1,147 @@
+#pragma once
+// Fraud rules (issue 4): a rule set written as data (TOML, see config/rules.toml and the README
+// section "Fraud rules"), validated and compiled once into an immutable RuleSet whose evaluate()
+// decides one authorization in nanoseconds: no allocation, no lock, no exception, no syscall.
+//
+// A rule: id, description, a condition over the authorization (`when`, a small expression
+// language: comparisons, lists and ranges, named lists, and/or/not), an action (decline with a
+// response code or a symbolic reason, add a score, flag for review) and a mode (enforce,
+// shadow: evaluated and reported but never changing the outcome, off). Rules run in file order;
+// every rule that fires is reported, in order, with the value and threshold that made it fire.
+// Scores of enforced rules add up against the set's decline threshold. Symbolic reasons map to
+// response codes per network (a response-code policy), so one rule set serves networks that
+// want 05 where others want 59.
+//
+// Ownership and thread-safety: a RuleSet is immutable after compile_rules and may be read by
+// any number of threads at once; RuleStore (risk/rule_store.h) publishes new ones. A RiskDecision
+// is a value of the evaluating thread.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "risk/authorization.h"
+
+namespace authswitch::risk {
+
+enum class Outcome : std::uint8_t { kApprove = 0, kReview = 1, kDecline = 2 };
+enum class Action : std::uint8_t { kDecline, kScore, kReview };
+enum class Mode : std::uint8_t { kEnforce, kShadow, kOff };
+
+[[nodiscard]] std::string_view outcome_name(Outcome o) noexcept;
+
+// One rule as written, for reports and the rule tester.
+struct RuleInfo {
+  std::string id;
+  std::string description;
+  std::string when;  // the condition's source text
+  Action action = Action::kDecline;
+  Mode mode = Mode::kEnforce;
+  std::int32_t score = 0;  // kScore
+  std::string reason;      // kDecline: symbolic reason ("suspected_fraud") or empty
+  std::string code;        // kDecline: a fixed response code ("62") or empty
+  int line = 0;            // of the rule's table in the source
+};
+
+// A rule that fired: the rule, whether it was a shadow rule, and the value and threshold of the
+// first ordered comparison (<, <=, >, >=, amounts) that held in it (0 and 0 when none did, e.g.
+// a list membership).
+struct FiredRule {
+  std::uint16_t rule = 0;
+  bool shadow = false;
+  std::int64_t value = 0;
+  std::int64_t threshold = 0;
+};
+
+// "Do not apply rule `rule` to this card until `expires_ms`", for a given merchant country only
+// when `country` is not empty (e.g. travel: allow FR for 7 days). Set with authswitch-admin.
+struct CardOverride {
+  std::uint16_t rule = 0;
+  ShortText<3> country;
+  std::int64_t expires_ms = 0;
+};
+
+inline constexpr std::size_t kFiredMax = 16;
+inline constexpr std::uint16_t kNoRule = 0xFFFF;
+
+struct RiskDecision {
+  Outcome outcome = Outcome::kApprove;
+  std::array<char, 2> response_code{'0', '0'};
+  std::uint16_t deciding_rule = kNoRule;  // the enforced rule that declined, if one did
+  std::int32_t score = 0;                 // enforced score rules that fired
+  std::int32_t shadow_score = 0;          // shadow score rules that fired
+  std::uint64_t generation = 0;           // RuleSet::generation() that decided
+  std::array<FiredRule, kFiredMax> fired{};
+  std::uint8_t fired_count = 0;
+  std::uint16_t fired_dropped = 0;  // fired beyond kFiredMax (counted, not listed)
+
+  [[nodiscard]] std::span<const FiredRule> fired_rules() const noexcept {
+    return {fired.data(), fired_count};
+  }
+  [[nodiscard]] std::string_view code() const noexcept {
+    return {response_code.data(), response_code.size()};
+  }
+};
+
+// A rule file that cannot be used: `what()` is one line per problem, each naming the source,
+// the line, and the rule id when there is one ("rules.toml:42: rule 'cnp-big': when: unknown
+// field 'amout' at column 1").
+class RuleSetError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace internal {
+struct Plan;
+}  // namespace internal
+
+class RuleSet {
+ public:
+  ~RuleSet();
+  RuleSet(const RuleSet&) = delete;
+  RuleSet& operator=(const RuleSet&) = delete;
+  RuleSet(RuleSet&&) = delete;
+  RuleSet& operator=(RuleSet&&) = delete;
+
+  // The file's `version` text, recorded with every decision (via generation()).
+  [[nodiscard]] std::string_view version() const noexcept;
+  // A number unique per compiled set in this process (increasing), for decisions and metrics.
+  [[nodiscard]] std::uint64_t generation() const noexcept;
+  [[nodiscard]] std::span<const RuleInfo> rules() const noexcept;
+  [[nodiscard]] std::optional<std::uint16_t> rule_index(std::string_view id) const noexcept;
+  [[nodiscard]] std::int32_t decline_score() const noexcept;
+  // The response-code policy of a network by name (the default policy when it has none of its
+  // own). Resolve once per connection, pass to evaluate.
+  [[nodiscard]] std::uint16_t network_policy(std::string_view network) const noexcept;
+
+  // Decides `a`. Per message: noexcept, no allocation. Overrides whose expiry has passed
+  // (a.now_ms) are ignored.
+  void evaluate(const Authorization& a, std::span<const CardOverride> overrides,
+                std::uint16_t network_policy, RiskDecision& out) const noexcept;
+
+ private:
+  friend std::unique_ptr<const RuleSet> compile_rules(std::string_view, std::string_view,
+                                                      std::string_view);
+  explicit RuleSet(std::unique_ptr<internal::Plan> plan) noexcept;
+
+  std::unique_ptr<internal::Plan> plan_;
+};
+
+// Validates and compiles a rule file's text. `source` names it in errors. `zoneinfo_dir` is where
+// time zones named by local_* functions are read (startup only). Throws RuleSetError listing
+// every problem found; a set is returned only when there is none.
+[[nodiscard]] std::unique_ptr<const RuleSet> compile_rules(
+    std::string_view toml_text, std::string_view source,
+    std::string_view zoneinfo_dir = "/usr/share/zoneinfo");
+
+// Reads and compiles a rule file. Throws RuleSetError (unreadable file included).
+[[nodiscard]] std::unique_ptr<const RuleSet> load_rules(const std::string& path);
+
+}  // namespace authswitch::risk
