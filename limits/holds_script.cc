@@ -183,11 +183,12 @@ bool HoldsCall::set_sweep(const CallContext& ctx, std::int64_t limit) noexcept {
 
 bool parse_decision(const Reply& reply, Decision& out) noexcept {
   using T = Reply::Type;
-  if (reply.type != T::kArray || reply.elements.size() != 7) {
+  if (reply.type != T::kArray || reply.elements.size() != 8) {
     return false;
   }
   const auto& e = reply.elements;
-  if (e[0].type != T::kString || e[0].str.size() != 2 || e[4].type != T::kString) {
+  if (e[0].type != T::kString || e[0].str.size() != 2 || e[4].type != T::kString ||
+      e[7].type != T::kString) {
     return false;
   }
   for (const std::size_t i : {1U, 2U, 3U, 5U, 6U}) {
@@ -204,7 +205,13 @@ bool parse_decision(const Reply& reply, Decision& out) noexcept {
               out.reason.begin());
   out.value = e[5].integer;
   out.threshold = e[6].integer;
+  std::copy_n(e[7].str.data(), std::min(e[7].str.size(), out.fired.size() - 1), out.fired.begin());
   return true;
+}
+
+std::string_view Decision::fired_text() const noexcept {
+  const auto* end = std::find(fired.begin(), fired.end(), '\0');
+  return {fired.data(), static_cast<std::size_t>(end - fired.begin())};
 }
 
 std::string_view Decision::reason_text() const noexcept {

@@ -159,7 +159,7 @@ class HoldsCall {
 };
 
 // What the script decided, from its reply { rc, approved, balance, available, reason, value,
-// threshold }. Amounts are minor units of the account's currency.
+// threshold, fired }. Amounts are minor units of the account's currency.
 struct Decision {
   std::array<char, 2> response_code{};  // ISO 8583 DE 39, e.g. "00", "51"
   std::int64_t approved_minor = 0;
@@ -168,16 +168,20 @@ struct Decision {
   std::array<char, 24> reason{};  // NUL-padded: "" or the rule that decided
   std::int64_t value = 0;         // the value the rule saw (e.g. the day's amount with this one)
   std::int64_t threshold = 0;     // the rule's limit
+  // Velocity rules that fired, "rule:value:threshold[:s];..." (holds.lua), NUL-padded; cut at
+  // the array's size (the full list is in the reply and the replay record).
+  std::array<char, 96> fired{};
 
   [[nodiscard]] std::string_view code() const noexcept {
     return {response_code.data(), response_code.size()};
   }
   [[nodiscard]] std::string_view reason_text() const noexcept;
+  [[nodiscard]] std::string_view fired_text() const noexcept;
   [[nodiscard]] bool approved() const noexcept { return code() == "00" || code() == "10"; }
 };
 
-// Reads the script's reply (an array of 7: rc, approved, balance, available, reason, value,
-// threshold) into `out`. False when the reply has another shape (a server error reply, a script
+// Reads the script's reply (an array of 8: rc, approved, balance, available, reason, value,
+// threshold, fired) into `out`. False when the reply has another shape (a server error reply, a script
 // from another version): the caller treats it as a system error (96).
 [[nodiscard]] bool parse_decision(const Reply& reply, Decision& out) noexcept;
 

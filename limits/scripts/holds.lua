@@ -10,12 +10,14 @@
 -- ARGV[1] operation, ARGV[2] now (ms), ARGV[3] replay window (ms), ARGV[4] request fingerprint,
 -- then the operation's arguments (see each function).
 --
--- Reply, always: { rc, approved, balance, available, reason, value, threshold }
+-- Reply, always: { rc, approved, balance, available, reason, value, threshold, fired }
 --   rc         ISO 8583 response code ("00", "10", "51", ...)
 --   approved   amount approved or posted, minor units
 --   balance    ledger balance after the operation, minor units
 --   available  balance + overdraft - pending holds, after the operation
 --   reason     "" or which rule decided (e.g. "day_amount"), with its value and threshold
+--   fired      the velocity rules that fired, "rule:value:threshold[:s];..." (s: shadow), 1-based
+--              in the order the switch passed them; "" without velocity arguments
 -- Money is integer minor units throughout; Lua numbers are doubles, exact below 2^53.
 
 local acct, card, holds, expiry, replay = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -24,7 +26,9 @@ local now = tonumber(ARGV[2])
 local replay_ms = tonumber(ARGV[3])
 local fingerprint = ARGV[4]
 
--- Hold record: state|amount|posted|currency|mcc|expires|channel|day|month|created
+-- Hold record: state|amount|posted|currency|mcc|expires|channel|day|month|created|velocity
+-- (velocity: the velocity buckets the transaction was counted in, "scope,cid,bucket;...", so a
+-- reversal can undo them once; empty without velocity rules)
 -- state: P pending (amount held),
 --        C posted: a captured hold, or a single-message debit (amount = what the limits
 --          counted, posted = debited); a full reversal gives that usage back,
@@ -36,15 +40,16 @@ local function unpack_hold(s)
   local f = {}
   for part in string.gmatch(s, '([^|]*)|?') do
     f[#f + 1] = part
-    if #f == 10 then break end
+    if #f == 11 then break end
   end
   return { st = f[1], amt = tonumber(f[2]), posted = tonumber(f[3]), cur = f[4], mcc = f[5],
-           exp = tonumber(f[6]), ch = f[7], day = f[8], mon = f[9], created = f[10] }
+           exp = tonumber(f[6]), ch = f[7], day = f[8], mon = f[9], created = f[10],
+           vel = f[11] or '' }
 end
 
 local function pack_hold(h)
   return table.concat({ h.st, h.amt, h.posted, h.cur, h.mcc, h.exp, h.ch, h.day, h.mon,
-                        h.created }, '|')
+                        h.created, h.vel or '' }, '|')
 end
 
 -- The account and card fields, each read with one HMGET on first use and kept current by the
@@ -86,9 +91,12 @@ local function card_state(ch)
   return C
 end
 
+-- The velocity rules that fired in this call ("rule:value:threshold[:s];..."), or "".
+local fired = ''
+
 local function reply(rc, approved, reason, value, threshold)
   local bal, avail = balances()
-  return { rc, approved, bal, avail, reason or '', value or 0, threshold or 0 }
+  return { rc, approved, bal, avail, reason or '', value or 0, threshold or 0, fired }
 end
 
 local function decline(rc, reason, value, threshold)
@@ -216,6 +224,197 @@ local function approve(rc, approved, amount, avail)
   return reply(rc, approved)
 end
 
+-- Fraud rules in the same call (issue 4). auth and debit may carry, after their 20 arguments:
+--   a[21] pre_rc         "" or the response code the switch's stateless rules declined with
+--   a[22] pre_score      the stateless rules' score
+--   a[23] decline_score  scores at or above it decline (0: never)
+--   a[24] score_rc       the response code of a score decline
+--   a[25] country        merchant country (DE 43), or ""
+--   a[26] K, then K counters of 5: cid scope(c card | a account) counts(a approvals | d declines
+--         | * both) window_ms matches(1 when this transaction passes the counter's filter)
+--   then R, then R rules of 8: kind ref measure threshold action code score shadow
+--         kind w (window counter ref, measure n count | a amount: fires when a matching
+--         transaction takes the counter, itself included, above threshold), cd (consecutive
+--         declines before this one >= threshold), fc (first use of the merchant country by a
+--         card with history), fm (first use of the MCC), cc (merchant country differs from the
+--         card's last one, used less than threshold ms ago); action d decline (with code), s
+--         score, r review (reported only); shadow 1: reported, changes nothing.
+-- Counters keep 12 buckets of window/12 in card field or account field "v.<cid>" (bounded
+-- memory: only buckets inside the window are written back). The card also keeps cd
+-- (consecutive declines), sc and sm (countries and MCCs seen, at most 32 each), lc and lt (last
+-- country and when). A transaction is counted once; its record remembers the buckets, so a
+-- full reversal takes back its count and amount, a partial one the amount released.
+local kBuckets = 12
+local kSeenMax = 32
+
+local function ring_parse(s)
+  local r = {}
+  if s then
+    for b, n, m in string.gmatch(s, '(%d+),(%-?%d+),(%-?%d+)') do
+      r[#r + 1] = { tonumber(b), tonumber(n), tonumber(m) }
+    end
+  end
+  return r
+end
+
+local function ring_sum(r, first)
+  local n, m = 0, 0
+  for _, e in ipairs(r) do
+    if e[1] >= first then n, m = n + e[2], m + e[3] end
+  end
+  return n, m
+end
+
+local function ring_text(r, first)
+  local parts = {}
+  for _, e in ipairs(r) do
+    if e[1] >= first and (e[2] ~= 0 or e[3] ~= 0) then
+      parts[#parts + 1] = e[1] .. ',' .. e[2] .. ',' .. e[3]
+    end
+  end
+  return table.concat(parts, ',')
+end
+
+local function list_has(list, item)
+  return string.find(',' .. list .. ',', ',' .. item .. ',', 1, true) ~= nil
+end
+
+local function list_add(list, item)
+  if item == '' or list_has(list, item) then return list end
+  local items = {}
+  for x in string.gmatch(list, '[^,]+') do items[#items + 1] = x end
+  items[#items + 1] = item
+  while #items > kSeenMax do table.remove(items, 1) end
+  return table.concat(items, ',')
+end
+
+local function velocity_args(a)
+  if a[26] == nil then return nil end
+  local v = { pre_rc = a[21], pre_score = tonumber(a[22]), decline_score = tonumber(a[23]),
+              score_rc = a[24], country = a[25], counters = {}, rules = {} }
+  local i = 26
+  for c = 1, tonumber(a[i]) do
+    local w = tonumber(a[i + 4])
+    local width = math.max(1, math.ceil(w / kBuckets))
+    v.counters[c] = { cid = a[i + 1], scope = a[i + 2], counts = a[i + 3], match = a[i + 5] == '1',
+                      b = math.floor(now / width) }
+    i = i + 5
+  end
+  i = i + 1
+  for r = 1, tonumber(a[i]) do
+    v.rules[r] = { kind = a[i + 1], ref = tonumber(a[i + 2]), measure = a[i + 3],
+                   threshold = tonumber(a[i + 4]), action = a[i + 5], code = a[i + 6],
+                   score = tonumber(a[i + 7]), shadow = a[i + 8] == '1' }
+    i = i + 8
+  end
+  return v
+end
+
+-- Reads the card's and account's velocity fields (one HMGET each).
+local function velocity_load(v)
+  local cf, af = { 'cd', 'sc', 'sm', 'lc', 'lt' }, {}
+  for _, c in ipairs(v.counters) do
+    if c.scope == 'a' then af[#af + 1] = 'v.' .. c.cid else cf[#cf + 1] = 'v.' .. c.cid end
+  end
+  local cr = redis.call('HMGET', card, unpack(cf))
+  v.cd, v.sc, v.sm = tonumber(cr[1] or 0), cr[2] or '', cr[3] or ''
+  v.lc, v.lt = cr[4] or '', tonumber(cr[5] or 0)
+  local ar = #af > 0 and redis.call('HMGET', acct, unpack(af)) or {}
+  local ci, ai = 6, 1
+  for _, c in ipairs(v.counters) do
+    if c.scope == 'a' then
+      c.ring, ai = ring_parse(ar[ai]), ai + 1
+    else
+      c.ring, ci = ring_parse(cr[ci]), ci + 1
+    end
+  end
+end
+
+-- Evaluates the velocity rules for a transaction of `amount` at `mcc`. Returns the decline
+-- (rc, reason, value, threshold) or nil; sets `fired`.
+local function velocity_rules(v, amount, mcc)
+  local list, score, no = {}, v.pre_score, nil
+  for j, r in ipairs(v.rules) do
+    local value, hit = 0, false
+    if r.kind == 'w' then
+      local c = v.counters[r.ref]
+      local n, m = ring_sum(c.ring, c.b - kBuckets + 1)
+      if r.measure == 'a' then value = m + amount else value = n + 1 end
+      hit = c.match and value > r.threshold
+    elseif r.kind == 'cd' then
+      value, hit = v.cd, v.cd >= r.threshold
+    elseif r.kind == 'fc' then
+      hit = v.country ~= '' and v.sc ~= '' and not list_has(v.sc, v.country)
+    elseif r.kind == 'fm' then
+      hit = mcc ~= '' and v.sm ~= '' and not list_has(v.sm, mcc)
+    elseif r.kind == 'cc' then
+      value = now - v.lt
+      hit = v.country ~= '' and v.lc ~= '' and v.lc ~= v.country and value < r.threshold
+    end
+    if hit then
+      list[#list + 1] = j .. ':' .. value .. ':' .. r.threshold .. (r.shadow and ':s' or '')
+      if not r.shadow then
+        if r.action == 'd' and not no then no = { r.code, 'velocity', value, r.threshold } end
+        if r.action == 's' then score = score + r.score end
+      end
+    end
+  end
+  fired = table.concat(list, ';')
+  if v.pre_rc ~= '' then return { v.pre_rc, 'rules', v.pre_score, 0 } end
+  if no then return no end
+  if v.decline_score > 0 and score >= v.decline_score then
+    return { v.score_rc, 'score', score, v.decline_score }
+  end
+  return nil
+end
+
+-- Counts the transaction: declined (amount asked) or approved (amount approved). Returns the
+-- undo list for the hold record.
+local function velocity_record(v, declined, amount, mcc)
+  local undo, cset, aset = {}, {}, {}
+  for _, c in ipairs(v.counters) do
+    if c.match and c.counts ~= (declined and 'a' or 'd') then
+      local ring = c.ring
+      local found = false
+      for _, e in ipairs(ring) do
+        if e[1] == c.b then e[2], e[3], found = e[2] + 1, e[3] + amount, true end
+      end
+      if not found then ring[#ring + 1] = { c.b, 1, amount } end
+      local t = c.scope == 'a' and aset or cset
+      t[#t + 1], t[#t + 2] = 'v.' .. c.cid, ring_text(ring, c.b - kBuckets + 1)
+      if not declined then undo[#undo + 1] = c.scope .. ',' .. c.cid .. ',' .. c.b end
+    end
+  end
+  if declined then
+    cset[#cset + 1], cset[#cset + 2] = 'cd', v.cd + 1
+  else
+    cset[#cset + 1], cset[#cset + 2] = 'cd', 0
+    cset[#cset + 1], cset[#cset + 2] = 'sc', list_add(v.sc, v.country)
+    cset[#cset + 1], cset[#cset + 2] = 'sm', list_add(v.sm, mcc)
+    if v.country ~= '' then
+      cset[#cset + 1], cset[#cset + 2] = 'lc', v.country
+      cset[#cset + 1], cset[#cset + 2] = 'lt', now
+    end
+  end
+  redis.call('HSET', card, unpack(cset))
+  if #aset > 0 then redis.call('HSET', acct, unpack(aset)) end
+  return table.concat(undo, ';')
+end
+
+-- Takes a transaction back out of the buckets its record names: `count` (-1 or 0) and
+-- `amount` (negative). Buckets already out of their window are gone, and so is their count.
+local function velocity_undo(h, count, amount)
+  if h.vel == nil or h.vel == '' then return end
+  for scope, cid, b in string.gmatch(h.vel, '(%a),([%w_]+),(%d+)') do
+    local key, field = scope == 'a' and acct or card, 'v.' .. cid
+    local ring = ring_parse(redis.call('HGET', key, field))
+    for _, e in ipairs(ring) do
+      if e[1] == tonumber(b) then e[2], e[3] = e[2] + count, e[3] + amount end
+    end
+    redis.call('HSET', key, field, ring_text(ring, 0))
+  end
+end
+
 local ops = {}
 
 -- auth: hold_id amount currency channel mcc presented_expiry(YYMM or "") today(YYYYMMDD)
@@ -226,15 +425,34 @@ local ops = {}
 local function new_transaction(a, state)
   local id, amount, cur, ch, mcc, presented = a[5], tonumber(a[6]), a[7], a[8], a[9], a[10]
   local l = limit_args(a, 11)
+  local v = velocity_args(a)
   local no = check_card(cur, presented, l.yymm, amount, ch)
-  if no then return no end
+  if no then
+    if v and C and C.st then
+      velocity_load(v)
+      velocity_record(v, true, amount, mcc)
+    end
+    return no
+  end
   if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
+  if v then
+    velocity_load(v)
+    local d = velocity_rules(v, amount, mcc)
+    if d then
+      velocity_record(v, true, amount, mcc)
+      return decline(d[1], d[2], d[3], d[4])
+    end
+  end
   local approved, rc, avail
   no, approved, rc, avail = check_limits(l, usage(ch, l.day, l.mon), amount, amount, 1)
-  if no then return no end
+  if no then
+    if v then velocity_record(v, true, amount, mcc) end
+    return no
+  end
   -- amt is what the usage counters counted, so a full reversal can give it back.
   local h = { st = state, amt = approved, posted = 0, cur = cur, mcc = mcc, exp = now,
-              ch = ch, day = l.day, mon = l.mon, created = now }
+              ch = ch, day = l.day, mon = l.mon, created = now,
+              vel = v and velocity_record(v, false, approved, mcc) or '' }
   if state == 'P' then
     h.exp = now + l.ttl
     redis.call('ZADD', expiry, h.exp, id)
@@ -378,6 +596,7 @@ function ops.reverse(a)
     local released = h.amt - remaining
     acct_add('held', -released)
     add_usage(h, -released, remaining == 0 and -1 or 0)
+    velocity_undo(h, remaining == 0 and -1 or 0, -released)
     h.amt = remaining
     if remaining == 0 then
       h.st = 'V'
@@ -395,6 +614,7 @@ function ops.reverse(a)
       -- The transaction did not happen: give back what it counted (once: V is final). A
       -- completion that had no authorization (ch empty) counted nothing.
       if h.ch ~= '' then add_usage(h, -h.amt, -1) end
+      velocity_undo(h, -1, -h.amt)
     end
     redis.call('HSET', holds, id, pack_hold(h))
     return reply('00', credited)

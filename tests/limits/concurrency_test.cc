@@ -45,7 +45,7 @@ class Outcome final : public Completion {
   void on_reply(const Reply& reply) noexcept override {
     ++calls;
     ok = true;
-    if (reply.type == Reply::Type::kArray && reply.elements.size() == 7 &&
+    if (reply.type == Reply::Type::kArray && reply.elements.size() == 8 &&
         reply.elements[0].type == Reply::Type::kString && reply.elements[0].str.size() == 2) {
       code = {reply.elements[0].str[0], reply.elements[0].str[1]};
       approved = reply.elements[1].integer;
@@ -321,7 +321,7 @@ TEST(Concurrency, ThousandClientsNeverOverspendOneAccount) {
     argv.insert(argv.end(), {"balance", "1700000000000", "86400000", "balance"});
     const auto r = support::redis_command(*admin, argv);
     ASSERT_EQ(r->type, REDIS_REPLY_ARRAY) << (r->str != nullptr ? r->str : "");
-    ASSERT_EQ(r->elements, 7U);
+    ASSERT_EQ(r->elements, 8U);
     EXPECT_EQ(r->element[2]->integer, kBalance);
     EXPECT_EQ(r->element[3]->integer, 0) << "available must be balance - held";
   }

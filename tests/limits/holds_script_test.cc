@@ -4,6 +4,7 @@
 // pending holds, and `held` equals that sum.
 #include "limits/holds_script.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -50,7 +51,7 @@ std::string load_script(redisContext& c) {
 Decision to_decision(const redisReply& r) {
   EXPECT_EQ(r.type, REDIS_REPLY_ARRAY) << (r.str != nullptr ? r.str : "");
   Decision d;
-  if (r.type != REDIS_REPLY_ARRAY || r.elements != 7) {
+  if (r.type != REDIS_REPLY_ARRAY || r.elements != 8) {
     return d;
   }
   auto text = [&](std::size_t i) { return std::string(r.element[i]->str, r.element[i]->len); };
@@ -63,6 +64,8 @@ Decision to_decision(const redisReply& r) {
   std::copy_n(reason.begin(), std::min(reason.size(), d.reason.size()), d.reason.begin());
   d.value = r.element[5]->integer;
   d.threshold = r.element[6]->integer;
+  const std::string fired = text(7);
+  std::copy_n(fired.begin(), std::min(fired.size(), d.fired.size() - 1), d.fired.begin());
   return d;
 }
 
@@ -789,6 +792,181 @@ TEST_F(Holds, SweepExpiresDueHoldsInBoundedStepsAndReportsTheNextDue) {
   for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(hold_state("t" + std::to_string(i)), "X") << i;
   }
+}
+
+// Velocity arguments of holds.lua (after auth's 20): the stateless pre-decision, then counters
+// and rules (see the script's comment).
+struct Velocity {
+  std::string pre_rc;
+  int pre_score = 0;
+  int decline_score = 0;
+  std::string score_rc = "59";
+  std::string country = "US";
+  std::vector<std::vector<std::string>> counters;  // cid scope counts window_ms matches
+  std::vector<std::vector<std::string>>
+      rules;  // kind ref measure threshold action code score shadow
+
+  [[nodiscard]] std::vector<std::string> args() const {
+    std::vector<std::string> a = {
+        pre_rc,  std::to_string(pre_score),      std::to_string(decline_score), score_rc,
+        country, std::to_string(counters.size())};
+    for (const auto& c : counters) {
+      a.insert(a.end(), c.begin(), c.end());
+    }
+    a.push_back(std::to_string(rules.size()));
+    for (const auto& r : rules) {
+      a.insert(a.end(), r.begin(), r.end());
+    }
+    return a;
+  }
+};
+
+class VelocityHolds : public Holds {
+ protected:
+  Decision vauth(const std::string& txn, std::int64_t amount, const Velocity& v,
+                 std::int64_t now = kNow, const std::string& mcc = "5411") {
+    const Profile p{.day_count = 1'000, .month_count = 10'000};
+    std::vector<std::string> args = {txn, std::to_string(amount), "840", "pos", mcc, ""};
+    const auto tail = limit_tail("20231114", false, p);
+    args.insert(args.end(), tail.begin(), tail.end());
+    const auto extra = v.args();
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run("auth", txn, args, now);
+  }
+  std::string card_field(const std::string& f) { return hash("as:{a:1}:c:tok1")[f]; }
+};
+
+TEST_F(VelocityHolds, CardTestingDeclinesAfterTooManyDeclinesInTheWindow) {
+  Velocity v;
+  v.counters = {{"ct1", "c", "d", "600000", "1"}};
+  v.rules = {{"w", "1", "n", "3", "d", "59", "0", "0"}};
+  // Three declines (over the per-transaction limit) inside ten minutes...
+  for (int i = 0; i < 3; ++i) {
+    const Decision d = vauth("big" + std::to_string(i), 500'000, v, kNow + i * 1'000);
+    EXPECT_EQ(d.code(), "61");
+    EXPECT_EQ(d.fired_text(), "");
+  }
+  // ...so the fourth attempt is declined by velocity, even for an amount that would pass.
+  Decision d = vauth("small", 100, v, kNow + 5'000);
+  EXPECT_EQ(d.code(), "59");
+  EXPECT_EQ(d.reason_text(), "velocity");
+  EXPECT_EQ(d.value, 4);
+  EXPECT_EQ(d.threshold, 3);
+  EXPECT_EQ(d.fired_text(), "1:4:3");
+  EXPECT_EQ(hold_state("small"), "");  // nothing held
+  // Eleven minutes after the first decline the window has moved on.
+  d = vauth("later", 100, v, kNow + 11 * 60'000);
+  EXPECT_EQ(d.code(), "00");
+  // A counter whose filter the transaction does not pass cannot decline it.
+  v.counters[0][4] = "0";
+  EXPECT_EQ(vauth("unfiltered", 100, v, kNow + 6'000).code(), "00");
+}
+
+TEST_F(VelocityHolds, AmountPerAccountOverAWindowAndItsBucketsStayBounded) {
+  Velocity v;
+  v.counters = {{"amt", "a", "a", "3600000", "1"}};
+  v.rules = {{"w", "1", "a", "10000", "d", "61", "0", "0"}};
+  EXPECT_EQ(vauth("t1", 6'000, v).code(), "00");
+  Decision d = vauth("t2", 5'000, v, kNow + 60'000);
+  EXPECT_EQ(d.code(), "61");
+  EXPECT_EQ(d.value, 11'000);
+  EXPECT_EQ(vauth("t3", 4'000, v, kNow + 120'000).code(), "00");  // 10,000 is not above
+  // Two hours later the hour's buckets are out of the window.
+  EXPECT_EQ(vauth("t4", 9'000, v, kNow + 2 * 3'600'000).code(), "00");
+  // Many transactions over many hours: the account keeps at most 12 buckets of the counter.
+  for (int i = 0; i < 60; ++i) {
+    (void)vauth("m" + std::to_string(i), 10, v, kNow + 3 * 3'600'000 + i * 400'000LL);
+  }
+  const std::string ring = hash("as:{a:1}")["v.amt"];
+  EXPECT_LE(std::count(ring.begin(), ring.end(), ','), 12 * 3 - 1) << ring;
+  for (int i = 0; i < 60; ++i) {  // release them for the fixture's invariant
+    reverse("rv" + std::to_string(i), "m" + std::to_string(i), 0);
+  }
+  for (const char* t : {"t1", "t3", "t4"}) {
+    reverse(std::string("r") + t, t, 0);
+  }
+}
+
+TEST_F(VelocityHolds, AReversalTakesBackWhatItsAuthorizationCountedOnce) {
+  Velocity v;
+  v.counters = {{"cnt", "c", "a", "86400000", "1"}};
+  v.rules = {{"w", "1", "n", "2", "d", "65", "0", "0"}};
+  EXPECT_EQ(vauth("a1", 100, v).code(), "00");
+  EXPECT_EQ(vauth("a2", 100, v).code(), "00");
+  EXPECT_EQ(vauth("a3", 100, v).code(), "65");  // a third approval would be above 2
+  reverse("r1", "a1", 0);
+  reverse("r1", "a1", 0);                       // a replay undoes nothing more
+  reverse("r1b", "a1", 0);                      // nor does a second reversal of a voided hold
+  EXPECT_EQ(vauth("a4", 100, v).code(), "00");  // one slot was given back, exactly one
+  EXPECT_EQ(vauth("a5", 100, v).code(), "65");
+  // Partial reversal gives back amount only; capture then full reversal gives back the count.
+  Velocity amounts;
+  amounts.counters = {{"sum", "c", "a", "86400000", "1"}};
+  amounts.rules = {{"w", "1", "a", "1000", "d", "61", "0", "0"}};
+  EXPECT_EQ(vauth("b1", 800, amounts).code(), "00");
+  EXPECT_EQ(vauth("b2", 300, amounts).code(), "61");  // 1,100
+  reverse("rb1", "b1", 500);                          // 300 released
+  EXPECT_EQ(vauth("b3", 300, amounts).code(), "00");  // 500 + 300 + 300? no: 500 + 300 = 800
+  capture("cb3", "b3", 300);
+  reverse("rb3", "b3", 0);
+  EXPECT_EQ(vauth("b4", 500, amounts).code(), "00");  // 500 + 500
+  for (const char* t : {"a2", "a4", "b1", "b4"}) {
+    reverse(std::string("end-") + t, t, 0);
+  }
+}
+
+TEST_F(VelocityHolds, ConsecutiveDeclinesFirstUseAndCountryChange) {
+  Velocity v;
+  v.rules = {{"cd", "0", "n", "2", "s", "", "10", "0"},
+             {"fc", "0", "n", "0", "s", "", "20", "0"},
+             {"fm", "0", "n", "0", "s", "", "30", "0"},
+             {"cc", "0", "n", "3600000", "d", "59", "0", "0"}};
+  EXPECT_EQ(vauth("u1", 100, v).fired_text(), "");  // no history yet: nothing is "first"
+  EXPECT_EQ(card_field("sc"), "US");
+  EXPECT_EQ(card_field("sm"), "5411");
+  v.pre_rc = "05";
+  (void)vauth("d1", 100, v, kNow + 1'000);
+  (void)vauth("d2", 100, v, kNow + 2'000);
+  EXPECT_EQ(card_field("cd"), "2");
+  v.pre_rc = "";
+  Decision d = vauth("u2", 100, v, kNow + 3'000, "5812");  // 2 declines in a row, new MCC
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.fired_text(), "1:2:2;3:0:0");
+  EXPECT_EQ(card_field("cd"), "0");
+  v.country = "FR";  // ten minutes after a US purchase: first use of FR and too fast a change
+  d = vauth("u3", 100, v, kNow + 600'000);
+  EXPECT_EQ(d.code(), "59");
+  EXPECT_EQ(d.fired_text(), "2:0:0;4:597000:3600000");
+  d = vauth("u4", 100, v, kNow + 2 * 3'600'000);  // two hours later the change is plausible
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.fired_text(), "2:0:0");  // still a first use: u3 was declined, FR never seen
+  EXPECT_EQ(vauth("u5", 100, v, kNow + 3 * 3'600'000).fired_text(), "");
+  for (const char* t : {"u1", "u2", "u4", "u5"}) {
+    reverse(std::string("r") + t, t, 0);
+  }
+}
+
+TEST_F(VelocityHolds, ShadowRulesReportAndScoresAddUpWithTheStatelessScore) {
+  Velocity v;
+  v.pre_score = 40;
+  v.decline_score = 70;
+  v.counters = {{"n", "c", "*", "600000", "1"}};
+  v.rules = {{"w", "1", "n", "0", "d", "59", "0", "1"},  // shadow: would decline everything
+             {"w", "1", "n", "1", "s", "", "30", "0"}};  // the second one in 10 min: +30
+  Decision d = vauth("s1", 100, v);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.fired_text(), "1:1:0:s");
+  d = vauth("s2", 100, v, kNow + 1'000);
+  EXPECT_EQ(d.code(), "59");
+  EXPECT_EQ(d.reason_text(), "score");
+  EXPECT_EQ(d.value, 70);
+  EXPECT_EQ(d.threshold, 70);
+  EXPECT_EQ(d.fired_text(), "1:2:0:s;2:2:1");
+  v.pre_rc = "57";  // the stateless rules declined: that code, velocity still reported
+  d = vauth("s3", 100, v, kNow + 2'000);
+  EXPECT_EQ(d.code(), "57");
+  EXPECT_EQ(d.reason_text(), "rules");
+  reverse("rs1", "s1", 0);
 }
 
 TEST(AccountKeys, LayoutUnderOneHashTag) {

@@ -202,7 +202,7 @@ TEST(RedisPipeline, EvalshaHoldsScriptApprovesAHold) {
   ASSERT_TRUE(drive(c, [&] { return r.calls == 1; }));
   ASSERT_TRUE(r.ok) << r.str();
   ASSERT_EQ(r.type, Reply::Type::kArray);
-  EXPECT_EQ(r.elements, 7U);
+  EXPECT_EQ(r.elements, 8U);
   EXPECT_EQ(r.first_str(), "00");
   EXPECT_EQ(r.second_int, 2500);
 }
