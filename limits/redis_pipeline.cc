@@ -353,7 +353,7 @@ void RedisPipeline::queue_script_loads(Clock::time_point now) noexcept {
   scripts_pending_ = 0;
   for (std::size_t i = 0; i < script_count_; ++i) {
     const std::string_view args[] = {"SCRIPT", "LOAD", scripts_[i].text};
-    if (!enqueue(args, nullptr, now + options_.connect_timeout, static_cast<int>(i))) {
+    if (!enqueue(args, {}, nullptr, now + options_.connect_timeout, static_cast<int>(i))) {
       ++scripts_pending_;
     }
   }
@@ -362,25 +362,36 @@ void RedisPipeline::queue_script_loads(Clock::time_point now) noexcept {
 std::optional<ClientErrc> RedisPipeline::submit(std::span<const std::string_view> args,
                                                 Completion& completion,
                                                 Clock::time_point deadline) noexcept {
+  return submit(args, {}, completion, deadline);
+}
+
+std::optional<ClientErrc> RedisPipeline::submit(std::span<const std::string_view> head,
+                                                std::span<const std::string_view> tail,
+                                                Completion& completion,
+                                                Clock::time_point deadline) noexcept {
   if (state_ == State::kDisconnected) {
     return ClientErrc::kDisconnected;
   }
-  auto r = enqueue(args, &completion, deadline, -1);
+  auto r = enqueue(head, tail, &completion, deadline, -1);
   if (!r) {
     ++stats_.submitted;
   }
   return r;
 }
 
-std::optional<ClientErrc> RedisPipeline::enqueue(std::span<const std::string_view> args,
+std::optional<ClientErrc> RedisPipeline::enqueue(std::span<const std::string_view> head,
+                                                 std::span<const std::string_view> tail,
                                                  Completion* c, Clock::time_point deadline,
                                                  int script) noexcept {
   if (tail_ - head_ > slot_mask_) {
     return ClientErrc::kQueueFull;
   }
-  std::size_t size = 3 + digits(args.size());
-  for (const std::string_view a : args) {
-    size += 5 + digits(a.size()) + a.size();
+  const std::size_t count = head.size() + tail.size();
+  std::size_t size = 3 + digits(count);
+  for (const auto part : {head, tail}) {
+    for (const std::string_view a : part) {
+      size += 5 + digits(a.size()) + a.size();
+    }
   }
   if (size > out_cap_) {
     return ClientErrc::kTooLarge;
@@ -394,15 +405,17 @@ std::optional<ClientErrc> RedisPipeline::enqueue(std::span<const std::string_vie
     return ClientErrc::kQueueFull;
   }
   char* p = out_.get() + out_tail_;
-  p = put_header(p, '*', args.size());
-  for (const std::string_view a : args) {
-    p = put_header(p, '$', a.size());
-    if (!a.empty()) {
-      std::memcpy(p, a.data(), a.size());
+  p = put_header(p, '*', count);
+  for (const auto part : {head, tail}) {
+    for (const std::string_view a : part) {
+      p = put_header(p, '$', a.size());
+      if (!a.empty()) {
+        std::memcpy(p, a.data(), a.size());
+      }
+      p += a.size();
+      *p++ = '\r';
+      *p++ = '\n';
     }
-    p += a.size();
-    *p++ = '\r';
-    *p++ = '\n';
   }
   out_tail_ = static_cast<std::size_t>(p - out_.get());
   Slot& s = slots_[tail_ & slot_mask_];
@@ -593,7 +606,7 @@ std::string_view RedisPipeline::load_script(std::string_view text) {
   ++script_count_;
   if (state_ != State::kDisconnected) {
     const std::string_view args[] = {"SCRIPT", "LOAD", text};
-    if (!enqueue(args, nullptr, last_now_ + options_.connect_timeout, index)) {
+    if (!enqueue(args, {}, nullptr, last_now_ + options_.connect_timeout, index)) {
       ++scripts_pending_;
     }
   }

@@ -171,6 +171,13 @@ class RedisPipeline {
   [[nodiscard]] std::optional<ClientErrc> submit(std::span<const std::string_view> args,
                                                  Completion& completion,
                                                  Clock::time_point deadline) noexcept;
+  // The same, for a command whose arguments are `head` followed by `tail` (e.g. a HoldsCall
+  // and the fraud rules' velocity arguments); both are copied into the output buffer before
+  // this returns.
+  [[nodiscard]] std::optional<ClientErrc> submit(std::span<const std::string_view> head,
+                                                 std::span<const std::string_view> tail,
+                                                 Completion& completion,
+                                                 Clock::time_point deadline) noexcept;
 
   // Writes what is queued (one write(2) normally); what the socket does not take stays queued
   // and wants_write() says so.
@@ -192,7 +199,8 @@ class RedisPipeline {
   void on_connected() noexcept;
   void disconnect(Clock::time_point now) noexcept;
   void queue_script_loads(Clock::time_point now) noexcept;
-  [[nodiscard]] std::optional<ClientErrc> enqueue(std::span<const std::string_view> args,
+  [[nodiscard]] std::optional<ClientErrc> enqueue(std::span<const std::string_view> head,
+                                                  std::span<const std::string_view> tail,
                                                   Completion* c, Clock::time_point deadline,
                                                   int script) noexcept;
   bool parse_replies(Clock::time_point now) noexcept;

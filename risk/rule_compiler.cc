@@ -2,6 +2,7 @@
 // and a set is built only when there is none. toml++ stays private to this file.
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -276,6 +277,206 @@ void read_rule(const toml::table& t, internal::ExpressionContext& ctx, Problems&
   plan.rules.push_back(rule);
 }
 
+// "90s", "10m", "2h", "30d" to milliseconds; nullopt when malformed.
+std::optional<std::int64_t> duration_ms(std::string_view text) {
+  if (text.size() < 2) {
+    return std::nullopt;
+  }
+  std::int64_t unit = 0;
+  switch (text.back()) {
+    case 's':
+      unit = 1'000;
+      break;
+    case 'm':
+      unit = 60'000;
+      break;
+    case 'h':
+      unit = 3'600'000;
+      break;
+    case 'd':
+      unit = 86'400'000;
+      break;
+    default:
+      return std::nullopt;
+  }
+  std::int64_t n = 0;
+  const std::string_view digits = text.substr(0, text.size() - 1);
+  const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (r.ec != std::errc() || r.ptr != digits.data() + digits.size() || n <= 0 || n > 100'000) {
+    return std::nullopt;
+  }
+  return n * unit;
+}
+
+std::string cid_of(std::string_view definition) {
+  std::uint64_t h = 1'469'598'103'934'665'603ULL;  // FNV-1a 64
+  for (const char c : definition) {
+    h = (h ^ static_cast<unsigned char>(c)) * 1'099'511'628'211ULL;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(10, '0');
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i] = kHex[(h >> (4 * i)) & 0xFU];
+  }
+  return out;
+}
+
+// A [[velocity]] table: a rule the holds script evaluates with its counters (rules.h,
+// ScriptArgs). Shares id, description, action, reason/code, score and mode with [[rule]].
+void read_velocity(const toml::table& t, internal::ExpressionContext& ctx, Problems& p) {
+  Plan& plan = ctx.plan;
+  RuleInfo info;
+  info.velocity = true;
+  info.line = static_cast<int>(t.source().begin.line);
+  info.id = t["id"].value_or(std::string());
+  const std::string id = info.id;
+  if (!valid_id(id)) {
+    p.add(&t, id, "'id' is required: 1-64 of a-z 0-9 - _");
+  } else if (std::any_of(plan.infos.begin(), plan.infos.end(),
+                         [&](const RuleInfo& r) { return r.id == id; })) {
+    p.add(&t, id, "duplicate id");
+  }
+  check_keys(t,
+             {"id", "description", "kind", "scope", "counts", "measure", "window", "filter",
+              "threshold", "within", "action", "reason", "code", "score", "mode"},
+             id, "a velocity rule", p);
+  info.description = t["description"].value_or(std::string());
+  internal::VelocityRule v;
+  v.rule = static_cast<std::uint16_t>(plan.infos.size());
+  const std::string kind = t["kind"].value_or(std::string("window"));
+  const auto threshold = t["threshold"].value<std::int64_t>();
+  const std::string text_of = [&] {
+    std::string s = kind;
+    for (const char* k : {"scope", "counts", "measure", "window", "filter", "within"}) {
+      if (const auto x = t[k].value<std::string>()) {
+        s += std::string(" ") + k + "=" + *x;
+      }
+    }
+    return s + (threshold ? " threshold=" + std::to_string(*threshold) : "");
+  }();
+  info.when = text_of;
+  v.ref = "0";
+  v.measure = "n";
+  v.threshold = "0";
+  if (kind == "window") {
+    v.kind = "w";
+    internal::VelocityCounter c;
+    const std::string scope = t["scope"].value_or(std::string("card"));
+    const std::string counts = t["counts"].value_or(std::string("approvals"));
+    const std::string measure = t["measure"].value_or(std::string("count"));
+    c.scope = scope == "card" ? "c" : scope == "account" ? "a" : "";
+    c.counts = counts == "approvals"  ? "a"
+               : counts == "declines" ? "d"
+               : counts == "all"      ? "*"
+                                      : "";
+    v.measure = measure == "count" ? "n" : measure == "amount" ? "a" : "";
+    if (c.scope.empty()) {
+      p.add(t.get("scope"), id, "'scope' must be \"card\" or \"account\"");
+    }
+    if (c.counts.empty()) {
+      p.add(t.get("counts"), id, "'counts' must be \"approvals\", \"declines\" or \"all\"");
+    }
+    if (v.measure.empty()) {
+      p.add(t.get("measure"), id, "'measure' must be \"count\" or \"amount\"");
+    }
+    const auto window = duration_ms(t["window"].value_or(std::string()));
+    if (!window || *window < 60'000 || *window > 30LL * 86'400'000) {
+      p.add(t.get("window") != nullptr ? t.get("window") : &t, id,
+            "'window' is required: a duration from 1m to 30d, e.g. \"10m\", \"24h\", \"7d\"");
+    } else {
+      c.window_ms = std::to_string(*window);
+    }
+    const std::string filter = t["filter"].value_or(std::string());
+    if (!filter.empty()) {
+      try {
+        c.filter_root = internal::compile_expression(filter, ctx);
+        c.has_filter = true;
+      } catch (const std::invalid_argument& e) {
+        p.add(t.get("filter"), id, std::string("filter: ") + e.what());
+      }
+    }
+    if (!threshold || *threshold < 0) {
+      p.add(&t, id, "'threshold' is required: a count, or minor units for measure \"amount\"");
+    }
+    c.cid = cid_of(c.scope + "|" + c.counts + "|" + c.window_ms + "|" + filter);
+    // Rules with the same scope, counts, window and filter share one counter.
+    const auto same = std::find_if(plan.counters.begin(), plan.counters.end(),
+                                   [&](const auto& x) { return x.cid == c.cid; });
+    if (same == plan.counters.end()) {
+      plan.counters.push_back(std::move(c));
+      v.ref = std::to_string(plan.counters.size());
+    } else {
+      v.ref = std::to_string(same - plan.counters.begin() + 1);
+    }
+  } else if (kind == "consecutive_declines") {
+    v.kind = "cd";
+    if (!threshold || *threshold < 1) {
+      p.add(&t, id, "'threshold' is required: the declines in a row before this one");
+    }
+  } else if (kind == "first_country") {
+    v.kind = "fc";
+  } else if (kind == "first_mcc") {
+    v.kind = "fm";
+  } else if (kind == "country_change") {
+    v.kind = "cc";
+    const auto within = duration_ms(t["within"].value_or(std::string()));
+    if (!within) {
+      p.add(&t, id, "'within' is required for country_change: a duration, e.g. \"2h\"");
+    } else {
+      v.threshold = std::to_string(*within);
+    }
+  } else {
+    p.add(t.get("kind"), id,
+          "'kind' must be \"window\", \"consecutive_declines\", \"first_country\", "
+          "\"first_mcc\" or \"country_change\"");
+  }
+  if (threshold && v.kind != "cc") {
+    v.threshold = std::to_string(*threshold);
+  }
+  // Action, reason or code, score and mode as in [[rule]].
+  const std::string action = t["action"].value_or(std::string());
+  v.action = action == "decline" ? "d" : action == "score" ? "s" : action == "review" ? "r" : "";
+  info.action = action == "score"    ? Action::kScore
+                : action == "review" ? Action::kReview
+                                     : Action::kDecline;
+  if (v.action.empty()) {
+    p.add(t.get("action") != nullptr ? t.get("action") : &t, id,
+          "'action' must be \"decline\", \"score\" or \"review\"");
+  }
+  const std::string mode = t["mode"].value_or(std::string("enforce"));
+  info.mode = mode == "shadow" ? Mode::kShadow : mode == "off" ? Mode::kOff : Mode::kEnforce;
+  if (mode != "enforce" && mode != "shadow" && mode != "off") {
+    p.add(t.get("mode"), id, "'mode' must be \"enforce\", \"shadow\" or \"off\"");
+  }
+  v.shadow = info.mode == Mode::kShadow ? "1" : "0";
+  info.reason = t["reason"].value_or(std::string());
+  info.code = t["code"].value_or(std::string());
+  if (!info.code.empty()) {
+    if (!valid_code(info.code)) {
+      p.add(t.get("code"), id, "'code' is a two-character response code, e.g. \"65\"");
+    } else {
+      v.fixed_code = true;
+      v.code = {info.code[0], info.code[1]};
+    }
+  } else if (const auto r = find_reason(info.reason.empty() ? "do_not_honour" : info.reason)) {
+    v.reason = *r;
+  } else {
+    p.add(t.get("reason"), id,
+          "unknown reason '" + info.reason + "' (one of: " + reason_list() + ")");
+  }
+  const auto score = t["score"].value<std::int64_t>();
+  if (v.action == "s" && (!score || *score == 0 || *score < -10'000 || *score > 10'000)) {
+    p.add(&t, id, "'score' is required for action \"score\": a non-zero integer in -10000..10000");
+  }
+  info.score = v.action == "s" && score ? static_cast<std::int32_t>(*score) : 0;
+  v.score = std::to_string(info.score);
+  plan.infos.push_back(std::move(info));
+  // An "off" rule is not sent to the script at all.
+  if (mode != "off") {
+    plan.velocity.push_back(std::move(v));
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<const RuleSet> compile_rules(std::string_view toml_text, std::string_view source,
@@ -290,7 +491,8 @@ std::unique_ptr<const RuleSet> compile_rules(std::string_view toml_text, std::st
   }
   Problems p(source);
   auto plan = std::make_unique<Plan>();
-  check_keys(root, {"version", "time_zone", "scoring", "lists", "response_codes", "rule"}, "",
+  check_keys(root,
+             {"version", "time_zone", "scoring", "lists", "response_codes", "rule", "velocity"}, "",
              "the file", p);
   plan->version = root["version"].value_or(std::string());
   if (plan->version.empty()) {
@@ -326,14 +528,38 @@ std::unique_ptr<const RuleSet> compile_rules(std::string_view toml_text, std::st
         p.add(&r, "", "each [[rule]] must be a table");
       }
     }
-    if (plan->rules.size() > kNoRule - 1) {
-      p.add_line(1, "", "too many rules");
+  }
+  // Velocity rules come after every [[rule]], so Plan::rules and the first infos line up.
+  if (const toml::node* velocity = root.get("velocity")) {
+    if (velocity->as_array() == nullptr) {
+      p.add(velocity, "", "[[velocity]] must be an array of tables");
+    } else {
+      for (const toml::node& v : *velocity->as_array()) {
+        if (const toml::table* t = v.as_table()) {
+          read_velocity(*t, ctx, p);
+        } else {
+          p.add(&v, "", "each [[velocity]] must be a table");
+        }
+      }
     }
+    if (plan->counters.size() > kVelocityCountersMax) {
+      p.add(velocity, "",
+            "more than " + std::to_string(kVelocityCountersMax) + " distinct velocity counters");
+    }
+    if (plan->velocity.size() > kVelocityRulesMax) {
+      p.add(velocity, "", "more than " + std::to_string(kVelocityRulesMax) + " velocity rules");
+    }
+  }
+  if (plan->infos.size() > kNoRule - 1) {
+    p.add_line(1, "", "too many rules");
   }
   if (p.any()) {
     throw RuleSetError(p.text());
   }
   internal::build_tests(*plan);
+  plan->decline_score_text = std::to_string(plan->decline_score);
+  plan->counter_count_text = std::to_string(plan->counters.size());
+  plan->velocity_count_text = std::to_string(plan->velocity.size());
   plan->generation = g_generation.fetch_add(1, std::memory_order_relaxed) + 1;
   return std::unique_ptr<const RuleSet>(new RuleSet(std::move(plan)));
 }

@@ -1,6 +1,7 @@
 #include "risk/rules.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include "base/assert.h"
 #include "risk/rules_internal.h"
@@ -236,6 +237,9 @@ void build_tests(Plan& plan) {
   for (CompiledRule& rule : plan.rules) {
     rule.entry = emit(plan, rule.root, kAccept, kReject);
   }
+  for (VelocityCounter& c : plan.counters) {
+    c.filter_entry = c.has_filter ? emit(plan, c.filter_root, kAccept, kReject) : kAccept;
+  }
 }
 
 }  // namespace internal
@@ -335,6 +339,83 @@ void RuleSet::evaluate(const Authorization& a, std::span<const CardOverride> ove
       out.score >= plan.decline_score) {
     out.outcome = Outcome::kDecline;
     out.response_code = policy[static_cast<std::size_t>(plan.score_reason)];
+  }
+}
+
+void RuleSet::script_args(const Authorization& a, const RiskDecision& stateless,
+                          std::uint16_t network_policy, ScriptArgs& out) const noexcept {
+  const Plan& plan = *plan_;
+  AS_ASSERT(network_policy < plan.policies.size());
+  const internal::Policy& policy = plan.policies[network_policy];
+  const auto code = [](const std::array<char, 2>& c) { return std::string_view(c.data(), 2); };
+  std::size_t n = 0;
+  auto& args = out.args_;
+  args[n++] = stateless.outcome == Outcome::kDecline ? code(stateless.response_code) : "";
+  const auto r = std::to_chars(out.pre_score_.data(), out.pre_score_.data() + out.pre_score_.size(),
+                               stateless.score);
+  args[n++] = std::string_view(out.pre_score_.data(),
+                               static_cast<std::size_t>(r.ptr - out.pre_score_.data()));
+  args[n++] = plan.decline_score_text;
+  args[n++] = code(policy[static_cast<std::size_t>(plan.score_reason)]);
+  args[n++] = a.merchant_country.view();
+  args[n++] = plan.counter_count_text;
+  Evaluation e(plan, a);
+  for (const internal::VelocityCounter& c : plan.counters) {
+    args[n++] = c.cid;
+    args[n++] = c.scope;
+    args[n++] = c.counts;
+    args[n++] = c.window_ms;
+    args[n++] = e.run(c.filter_entry) ? "1" : "0";
+  }
+  args[n++] = plan.velocity_count_text;
+  for (const internal::VelocityRule& v : plan.velocity) {
+    args[n++] = v.kind;
+    args[n++] = v.ref;
+    args[n++] = v.measure;
+    args[n++] = v.threshold;
+    args[n++] = v.action;
+    args[n++] = v.fixed_code ? code(v.code) : code(policy[static_cast<std::size_t>(v.reason)]);
+    args[n++] = v.score;
+    args[n++] = v.shadow;
+  }
+  AS_ASSERT(n <= args.size());
+  out.count_ = n;
+}
+
+void RuleSet::add_fired_velocity(std::string_view fired, RiskDecision& d) const noexcept {
+  const Plan& plan = *plan_;
+  const auto number = [](std::string_view s, std::int64_t& v) {
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    return r.ec == std::errc() && r.ptr == s.data() + s.size();
+  };
+  while (!fired.empty()) {
+    const std::size_t end = std::min(fired.find(';'), fired.size());
+    std::string_view entry = fired.substr(0, end);
+    fired.remove_prefix(std::min(end + 1, fired.size()));
+    std::array<std::string_view, 4> parts{};
+    std::size_t count = 0;
+    while (count < parts.size()) {
+      const std::size_t colon = std::min(entry.find(':'), entry.size());
+      parts[count++] = entry.substr(0, colon);
+      if (colon == entry.size()) {
+        break;
+      }
+      entry.remove_prefix(colon + 1);
+    }
+    std::int64_t j = 0;
+    FiredRule f;
+    if (count < 3 || !number(parts[0], j) || j < 1 ||
+        static_cast<std::size_t>(j) > plan.velocity.size() || !number(parts[1], f.value) ||
+        !number(parts[2], f.threshold)) {
+      continue;
+    }
+    f.rule = plan.velocity[static_cast<std::size_t>(j - 1)].rule;
+    f.shadow = count == 4 && parts[3] == "s";
+    if (d.fired_count < kFiredMax) {
+      d.fired[d.fired_count++] = f;
+    } else {
+      ++d.fired_dropped;
+    }
   }
 }
 

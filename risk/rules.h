@@ -48,6 +48,7 @@ struct RuleInfo {
   std::string reason;      // kDecline: symbolic reason ("suspected_fraud") or empty
   std::string code;        // kDecline: a fixed response code ("62") or empty
   int line = 0;            // of the rule's table in the source
+  bool velocity = false;   // a [[velocity]] rule: evaluated by the holds script (see ScriptArgs)
 };
 
 // A rule that fired: the rule, whether it was a shadow rule, and the value and threshold of the
@@ -98,6 +99,34 @@ class RuleSetError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+inline constexpr std::size_t kVelocityCountersMax = 16;
+inline constexpr std::size_t kVelocityRulesMax = 32;
+
+// The fraud arguments of one authorization for the holds script (limits/scripts/holds.lua,
+// "Fraud rules in the same call"): the stateless verdict and score, the velocity counters with
+// whether this authorization passes each one's filter, and the velocity rules with the codes of
+// the network's policy. Built by RuleSet::script_args into fixed storage; the views point into
+// the RuleSet and into this object, so both must live until the command has been submitted
+// (RedisPipeline::submit copies it). One per thread, reused per message.
+class ScriptArgs {
+ public:
+  static constexpr std::size_t kArgsMax = 6 + 5 * kVelocityCountersMax + 1 + 8 * kVelocityRulesMax;
+
+  ScriptArgs() = default;
+  ScriptArgs(const ScriptArgs&) = delete;
+  ScriptArgs& operator=(const ScriptArgs&) = delete;
+
+  [[nodiscard]] std::span<const std::string_view> args() const noexcept {
+    return {args_.data(), count_};
+  }
+
+ private:
+  friend class RuleSet;
+  std::array<std::string_view, kArgsMax> args_{};
+  std::size_t count_ = 0;
+  std::array<char, 24> pre_score_{};
+};
+
 namespace internal {
 struct Plan;
 }  // namespace internal
@@ -125,6 +154,16 @@ class RuleSet {
   // (a.now_ms) are ignored.
   void evaluate(const Authorization& a, std::span<const CardOverride> overrides,
                 std::uint16_t network_policy, RiskDecision& out) const noexcept;
+
+  // The holds script's fraud arguments for `a`, after evaluate() gave `stateless` (its decline
+  // code, if it declined, and its score travel with them, so the script declines without
+  // holding anything and still counts the attempt). No allocation.
+  void script_args(const Authorization& a, const RiskDecision& stateless,
+                   std::uint16_t network_policy, ScriptArgs& out) const noexcept;
+
+  // Adds the velocity rules the script reported as fired ("rule:value:threshold[:s];...", rule
+  // 1-based in script_args order) to `d.fired`. Malformed entries are skipped. No allocation.
+  void add_fired_velocity(std::string_view fired, RiskDecision& d) const noexcept;
 
  private:
   friend std::unique_ptr<const RuleSet> compile_rules(std::string_view, std::string_view,

@@ -128,6 +128,34 @@ struct CompiledRule {
 
 using Policy = std::array<std::array<char, 2>, static_cast<std::size_t>(Reason::kCount)>;
 
+// A velocity counter as the holds script keeps it (its arguments as text), and the test entry of
+// its filter (kAccept when it has none).
+struct VelocityCounter {
+  std::string cid;     // stable across reloads: a hash of scope, counts, window and filter
+  std::string scope;   // "c" card, "a" account
+  std::string counts;  // "a" approvals, "d" declines, "*" both
+  std::string window_ms;
+  std::uint32_t filter_root = 0;
+  bool has_filter = false;
+  std::uint32_t filter_entry = kAccept;
+};
+
+// A velocity rule's script arguments (kind ref measure threshold action - score shadow; the
+// code comes from the policy or `code`) and the RuleInfo it reports as.
+struct VelocityRule {
+  std::uint16_t rule = 0;  // index into Plan::infos
+  std::string kind;        // w cd fc fm cc
+  std::string ref;         // counter (1-based) for w, "0" otherwise
+  std::string measure;     // n count, a amount
+  std::string threshold;
+  std::string action;  // d s r
+  std::string score;
+  std::string shadow;  // "1" or "0"
+  bool fixed_code = false;
+  std::array<char, 2> code{};
+  Reason reason = Reason::kDoNotHonour;
+};
+
 // A text of at most 16 bytes packed into two integers (zero-padded), so text lists are searched
 // with integer compares. Fields read as text are at most 15 characters (DE 42).
 struct TextKey {
@@ -166,6 +194,12 @@ struct Plan {
   std::vector<TimeZone> zones;
   std::vector<std::string> policy_names;  // [0] is "default"
   std::vector<Policy> policies;
+  std::vector<VelocityCounter> counters;
+  std::vector<VelocityRule> velocity;
+  // Texts of numbers the script arguments reference (set by compile_rules).
+  std::string decline_score_text;
+  std::string counter_count_text;
+  std::string velocity_count_text;
 };
 
 // Named lists of a rule file, before their type is known: each entry is a string as written
