@@ -236,6 +236,14 @@ CardDirectory::CardDirectory(RedisPipeline& pipeline, Options options)
   if (options_.feed_batch_max == 0 || options_.feed_batch_max > kChangesMaxLen) {
     throw std::invalid_argument("CardDirectory: feed_batch_max must be 1 .. kChangesMaxLen");
   }
+  // A feed batch or the profile set that did not fit the pipeline's reply arena would be a
+  // protocol error, a reconnect and a resync, again and again.
+  const std::size_t nodes = pipeline.options().reply_nodes;
+  if (nodes < 7 * options_.feed_batch_max + 4 || nodes < options_.max_profiles + 1) {
+    throw std::invalid_argument(
+        "CardDirectory: the pipeline's reply_nodes must be >= 7 x feed_batch_max + 4 and >= "
+        "max_profiles + 1");
+  }
 
   card_capacity_ = round_up_pow2(options_.capacity);
   const std::size_t index_size = 2 * card_capacity_;

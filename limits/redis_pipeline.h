@@ -160,6 +160,7 @@ class RedisPipeline {
     return static_cast<std::size_t>(tail_ - head_);
   }
   [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
+  [[nodiscard]] const Options& options() const noexcept { return options_; }
 
   void on_writable(Clock::time_point now) noexcept;
   void on_readable(Clock::time_point now) noexcept;
