@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -34,6 +35,7 @@
 
 #include "limits/holds_script.h"
 #include "limits/redis_pipeline.h"
+#include "risk/rules.h"
 #include "tests/support/alloc_counter.h"
 #include "tests/support/redis_server.h"
 
@@ -121,6 +123,8 @@ class AuthArgs {
   }
 
   [[nodiscard]] std::span<const std::string_view> args() const noexcept { return call_.args(); }
+  // Arguments after the call: the fraud rules' velocity arguments, or none.
+  std::span<const std::string_view> extra;
 
  private:
   std::string_view sha_;
@@ -163,7 +167,7 @@ bool run_batch(RedisPipeline& c, AuthArgs& a, Tally& t, std::size_t depth,
   const std::uint64_t target = t.done + depth;
   const auto deadline = Clock::now() + 5s;
   for (std::size_t i = 0; i < depth; ++i) {
-    if (!a.set_txn(next_txn++) || c.submit(a.args(), t, deadline)) {
+    if (!a.set_txn(next_txn++) || c.submit(a.args(), a.extra, t, deadline)) {
       return false;
     }
   }
@@ -220,9 +224,36 @@ void set_alloc_counters(benchmark::State& state, const support::AllocSnapshot& b
   }
 }
 
-void BM_ClientAuthPipelined(benchmark::State& state, AofMode aof) {
+// The shipped rule set's velocity arguments for a chip purchase at a US grocery, built once:
+// every call then runs the velocity rules and keeps their counters as a switch's would.
+const risk::ScriptArgs& velocity_args() {
+  static const auto rules = risk::load_rules(std::string(AS_SOURCE_DIR) + "/config/rules.toml");
+  static risk::ScriptArgs args;
+  static const bool built = [] {
+    risk::Authorization a;
+    a.amount_minor = 100;
+    a.currency = 840;
+    a.mcc = 5411;
+    a.entry_mode = risk::EntryMode::kChip;
+    a.merchant_country.assign("US");
+    a.card_status = risk::CardStatus::kActive;
+    a.card_expiry_yymm = 2812;
+    a.now_ms = 1'700'000'000'000;
+    risk::RiskDecision d;
+    rules->evaluate(a, {}, 0, d);
+    rules->script_args(a, d, 0, args);
+    return true;
+  }();
+  (void)built;
+  return args;
+}
+
+void BM_ClientAuthPipelined(benchmark::State& state, AofMode aof, bool velocity) {
   const auto depth = static_cast<std::size_t>(state.range(0));
   Session s(aof);
+  if (velocity) {
+    s.args->extra = velocity_args().args();
+  }
   if (!s.ok) {
     state.SkipWithError("could not connect, load the script or warm up");
     return;
@@ -246,8 +277,18 @@ void BM_ClientAuthPipelined(benchmark::State& state, AofMode aof) {
   }
 }
 
+void BM_ClientAuthPipelined(benchmark::State& state, AofMode aof) {
+  BM_ClientAuthPipelined(state, aof, false);
+}
+
 void BM_ClientAuthPipelined(benchmark::State& state) {
-  BM_ClientAuthPipelined(state, AofMode::kEverySecond);
+  BM_ClientAuthPipelined(state, AofMode::kEverySecond, false);
+}
+
+// The same with the shipped rule set's velocity rules in every call, right after the plain
+// runs in the same session: the ratio is what velocity costs inside the script.
+void BM_ClientAuthPipelinedVelocity(benchmark::State& state) {
+  BM_ClientAuthPipelined(state, AofMode::kEverySecond, true);
 }
 
 void BM_ClientAuthLatency(benchmark::State& state, AofMode aof) {
@@ -295,6 +336,7 @@ void BM_ClientAuthLatency(benchmark::State& state) {
 // appendfsync everysec first, then always: registration order is run order, so the server is
 // replaced once.
 BENCHMARK(BM_ClientAuthPipelined)->Arg(1)->Arg(16)->Arg(64)->UseRealTime();
+BENCHMARK(BM_ClientAuthPipelinedVelocity)->Arg(1)->Arg(16)->Arg(64)->UseRealTime();
 BENCHMARK(BM_ClientAuthLatency)->UseRealTime();
 BENCHMARK_CAPTURE(BM_ClientAuthPipelined, aof_always, AofMode::kAlways)
     ->Arg(1)

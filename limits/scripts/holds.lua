@@ -301,16 +301,19 @@ local function velocity_args(a)
     i = i + 5
   end
   i = i + 1
+  v.kinds = {}
   for r = 1, tonumber(a[i]) do
     v.rules[r] = { kind = a[i + 1], ref = tonumber(a[i + 2]), measure = a[i + 3],
                    threshold = tonumber(a[i + 4]), action = a[i + 5], code = a[i + 6],
                    score = tonumber(a[i + 7]), shadow = a[i + 8] == '1' }
+    v.kinds[a[i + 1]] = true
     i = i + 8
   end
   return v
 end
 
--- Reads the card's and account's velocity fields (one HMGET each).
+-- Reads the card's and account's velocity fields (one HMGET each). The history fields are
+-- kept only while a rule of their kind is in the set (a new rule starts from no history).
 local function velocity_load(v)
   local cf, af = { 'cd', 'sc', 'sm', 'lc', 'lt' }, {}
   for _, c in ipairs(v.counters) do
@@ -385,18 +388,21 @@ local function velocity_record(v, declined, amount, mcc)
       if not declined then undo[#undo + 1] = c.scope .. ',' .. c.cid .. ',' .. c.b end
     end
   end
-  if declined then
-    cset[#cset + 1], cset[#cset + 2] = 'cd', v.cd + 1
-  else
-    cset[#cset + 1], cset[#cset + 2] = 'cd', 0
-    cset[#cset + 1], cset[#cset + 2] = 'sc', list_add(v.sc, v.country)
-    cset[#cset + 1], cset[#cset + 2] = 'sm', list_add(v.sm, mcc)
-    if v.country ~= '' then
+  local k = v.kinds
+  if k.cd then
+    local cd = declined and v.cd + 1 or 0
+    if cd ~= v.cd then cset[#cset + 1], cset[#cset + 2] = 'cd', cd end
+  end
+  if not declined then
+    local sc, sm = k.fc and list_add(v.sc, v.country) or v.sc, k.fm and list_add(v.sm, mcc) or v.sm
+    if sc ~= v.sc then cset[#cset + 1], cset[#cset + 2] = 'sc', sc end
+    if sm ~= v.sm then cset[#cset + 1], cset[#cset + 2] = 'sm', sm end
+    if k.cc and v.country ~= '' then
       cset[#cset + 1], cset[#cset + 2] = 'lc', v.country
       cset[#cset + 1], cset[#cset + 2] = 'lt', now
     end
   end
-  redis.call('HSET', card, unpack(cset))
+  if #cset > 0 then redis.call('HSET', card, unpack(cset)) end
   if #aset > 0 then redis.call('HSET', acct, unpack(aset)) end
   return table.concat(undo, ';')
 end
