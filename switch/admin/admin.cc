@@ -1,4 +1,4 @@
-#include "limits/admin/admin.h"
+#include "switch/admin/admin.h"
 
 #include <algorithm>
 #include <array>
@@ -17,7 +17,10 @@
 #include "limits/layout.h"
 #include "limits/redis_pipeline.h"
 
-namespace authswitch::limits::admin {
+namespace authswitch::admin {
+
+// The admin tool works on the limits module's data model throughout.
+using namespace authswitch::limits;  // NOLINT(google-build-using-namespace)
 namespace {
 
 // The placeholder card token and transaction key of AccountKeys when only the account's own
@@ -773,4 +776,4 @@ int Admin::list_profiles() {
   return kExitOk;
 }
 
-}  // namespace authswitch::limits::admin
+}  // namespace authswitch::admin

@@ -1,4 +1,4 @@
-#include "limits/admin/redis_io.h"
+#include "switch/admin/redis_io.h"
 
 #include <cerrno>
 #include <charconv>
@@ -8,7 +8,7 @@
 
 #include "base/assert.h"
 
-namespace authswitch::limits::admin {
+namespace authswitch::admin {
 namespace {
 
 timeval to_timeval(std::chrono::milliseconds ms) noexcept {
@@ -145,4 +145,4 @@ void Pipeline::read_one() {
   ++received_;
 }
 
-}  // namespace authswitch::limits::admin
+}  // namespace authswitch::admin

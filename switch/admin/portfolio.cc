@@ -1,4 +1,4 @@
-#include "limits/admin/portfolio.h"
+#include "switch/admin/portfolio.h"
 
 #include <algorithm>
 #include <charconv>
@@ -13,7 +13,10 @@
 
 #include "base/assert.h"
 
-namespace authswitch::limits::admin {
+namespace authswitch::admin {
+
+// The admin tool works on the limits module's data model throughout.
+using namespace authswitch::limits;  // NOLINT(google-build-using-namespace)
 namespace {
 
 constexpr std::string_view kNameRule = "1 to 32 of A-Z a-z 0-9 _ . -";
@@ -573,4 +576,4 @@ void tokenize_cards(CardsFile& file, const TokenKey& key, unsigned threads) {
   report_duplicates(file);
 }
 
-}  // namespace authswitch::limits::admin
+}  // namespace authswitch::admin

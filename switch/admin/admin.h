@@ -7,7 +7,7 @@
 // Each command writes its result to `out` and its problems to `err`, and returns the process
 // exit status: kExitOk, kExitRuntime (unknown account or card, a refused change, a declined
 // adjustment) or kExitBadInput (a bad argument or input file: nothing was changed). I/O errors
-// and Redis error replies throw RedisError (limits/admin/redis_io.h), also kExitRuntime.
+// and Redis error replies throw RedisError (switch/admin/redis_io.h), also kExitRuntime.
 // No PAN is ever written to `out`, `err` or Redis: cards are named by masked PAN or row number.
 //
 // Ownership: Admin borrows the Redis context and the streams; they must outlive it.
@@ -21,11 +21,11 @@
 
 #include <hiredis/hiredis.h>
 
-#include "limits/admin/portfolio.h"
-#include "limits/admin/redis_io.h"
 #include "limits/pan_token.h"
+#include "switch/admin/portfolio.h"
+#include "switch/admin/redis_io.h"
 
-namespace authswitch::limits::admin {
+namespace authswitch::admin {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRuntime = 1;
@@ -52,16 +52,16 @@ class Admin {
   // import profiles: the CSV `text` (named `file_name` in messages).
   int import_profiles(std::string_view file_name, std::string_view text);
   // import cards: validates the whole file, then checks it against Redis, then writes.
-  int import_cards(std::string_view file_name, std::string_view text, const TokenKey& key,
+  int import_cards(std::string_view file_name, std::string_view text, const limits::TokenKey& key,
                    const ImportOptions& options = {});
 
   int show_account(std::string_view id);
   // Pending holds, or with `all` every record of the account with its state.
   int list_holds(std::string_view id, bool all);
 
-  int show_card(std::string_view pan, const TokenKey& key);
+  int show_card(std::string_view pan, const limits::TokenKey& key);
   // block: active -> blocked. unblock: blocked -> active. Other states are refused.
-  int set_card_blocked(std::string_view pan, bool blocked, const TokenKey& key);
+  int set_card_blocked(std::string_view pan, bool blocked, const limits::TokenKey& key);
 
   // A manual credit (amount > 0) or debit (amount < 0) of `amount_minor` in the account's
   // currency, under transaction key `txn` (a replay of it changes nothing).
@@ -74,7 +74,7 @@ class Admin {
  private:
   struct CardLookup;
   // kExitOk with `found` filled, or the exit status after a message on err_.
-  [[nodiscard]] int find_card(std::string_view pan, const TokenKey& key, CardLookup& found);
+  [[nodiscard]] int find_card(std::string_view pan, const limits::TokenKey& key, CardLookup& found);
   int report(std::string_view file_name, const InputErrors& errors);
 
   RedisSession redis_;
@@ -82,4 +82,4 @@ class Admin {
   std::ostream& err_;
 };
 
-}  // namespace authswitch::limits::admin
+}  // namespace authswitch::admin

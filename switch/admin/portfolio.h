@@ -25,7 +25,7 @@
 #include "limits/layout.h"
 #include "limits/pan_token.h"
 
-namespace authswitch::limits::admin {
+namespace authswitch::admin {
 
 // The config files embedded at build time (config/profiles.csv), by file stem.
 struct EmbeddedConfig {
@@ -85,7 +85,7 @@ class InputErrors {
 
 struct ProfileRow {
   std::string_view name;
-  LimitProfile limits;
+  limits::LimitProfile limits;
 };
 
 struct ProfilesFile {
@@ -100,7 +100,7 @@ struct ProfilesFile {
 // One card of a cards file. The PAN itself is not kept once tokenize_cards() ran.
 struct CardRow {
   std::string_view pan;  // into the file's text; cleared by tokenize_cards()
-  PanToken token;
+  limits::PanToken token;
   std::array<char, 4> expiry{};  // YYMM
   std::uint32_t row = 0;         // line number in the file (header = 1)
   std::uint32_t account = 0;     // index into CardsFile::accounts
@@ -138,6 +138,6 @@ struct CardsFile {
 
 // Tokenizes every card's PAN with `key` on `threads` threads (0: one per core; each with its own
 // SoftwareCardCrypto), clears the PAN views, and reports PANs that appear twice in the file.
-void tokenize_cards(CardsFile& file, const TokenKey& key, unsigned threads);
+void tokenize_cards(CardsFile& file, const limits::TokenKey& key, unsigned threads);
 
-}  // namespace authswitch::limits::admin
+}  // namespace authswitch::admin

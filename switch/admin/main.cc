@@ -31,14 +31,14 @@
 #include <toml++/toml.h>
 #include <unistd.h>
 
-#include "limits/admin/admin.h"
-#include "limits/admin/portfolio.h"
-#include "limits/admin/redis_io.h"
 #include "limits/pan_token.h"
+#include "switch/admin/admin.h"
+#include "switch/admin/portfolio.h"
+#include "switch/admin/redis_io.h"
 
 namespace {
 
-namespace admin = authswitch::limits::admin;
+namespace admin = authswitch::admin;
 using authswitch::limits::TokenKey;
 
 constexpr std::string_view kDefaultConfig = "config/authswitch.toml";

@@ -28,7 +28,7 @@
 
 #include <hiredis/hiredis.h>
 
-namespace authswitch::limits::admin {
+namespace authswitch::admin {
 
 class RedisError : public std::runtime_error {
  public:
@@ -124,4 +124,4 @@ class Pipeline {
   std::vector<std::size_t> argv_len_;
 };
 
-}  // namespace authswitch::limits::admin
+}  // namespace authswitch::admin

@@ -1,9 +1,9 @@
-// authswitch-admin (limits/admin/) end to end: the real binary, run with fork/exec against the
+// authswitch-admin (switch/admin/) end to end: the real binary, run with fork/exec against the
 // shared private redis-server, its stdout, stderr and exit status captured. Imports are checked
 // key by key against the data model (limits/layout.h, limits/holds_script.h), bad files against
 // their exact error lines and a full dump of the database (nothing changed), and card and
 // account commands against the holds script itself (a block declines the next authorization).
-#include "limits/admin/admin.h"
+#include "switch/admin/admin.h"
 
 #include <algorithm>
 #include <array>
