@@ -89,6 +89,18 @@ struct Authorization {
 // "59"; else POS.
 [[nodiscard]] Channel channel_of(const Authorization& a) noexcept;
 
+// The texts of the fields an Authorization is read from, as the iso8583 CLI prints them
+// (empty: absent). Views; they must outlive the call that reads them.
+struct FieldTexts {
+  std::string_view mti;  // "0100"
+  std::string_view de3, de4, de14, de18, de19, de22, de25, de41, de42, de43, de49;
+};
+
+// Fills the request fields of `out` from field texts (see from_message). False when a present
+// field is not what its definition says (a number field with a non-digit, an MTI that is not
+// 4 digits, a value out of range).
+[[nodiscard]] bool from_texts(const FieldTexts& f, Authorization& out) noexcept;
+
 // Fills the request fields of `out` from `m` (fields absent from the message stay at their
 // defaults; card_status, card_expiry_yymm and now_ms are the caller's). False when a field
 // that is present cannot be read as a number (the switch answers 30 before this point, so this

@@ -92,16 +92,9 @@ class Evaluation {
       return false;
     }
     // The current YYMM in UTC from the issuer's clock.
-    const std::int64_t days = a.now_ms / 86'400'000;
-    // civil_from_days (H. Hinnant, public domain algorithm).
-    const std::int64_t z = days + 719'468;
-    const std::int64_t era = (z >= 0 ? z : z - 146'096) / 146'097;
-    const std::int64_t doe = z - era * 146'097;
-    const std::int64_t yoe = (doe - doe / 1'460 + doe / 36'524 - doe / 146'096) / 365;
-    const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const std::int64_t mp = (5 * doy + 2) / 153;
-    const std::int64_t month = mp < 10 ? mp + 3 : mp - 9;
-    const std::int64_t year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+    const CivilDate today = civil_from_days(a.now_ms / 86'400'000);
+    const auto year = today.year;
+    const auto month = static_cast<std::int64_t>(today.month);
     return a.card_expiry_yymm < (year % 100) * 100 + month;
   }
 

@@ -24,36 +24,6 @@ constexpr std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
   return q;
 }
 
-// Howard Hinnant's public-domain algorithms (http://howardhinnant.github.io/date_algorithms.html):
-// days since 1970-01-01 of a proleptic Gregorian date, and back.
-constexpr std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);                 // [0, 399]
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;  // [0, 365]
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;            // [0, 146096]
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-struct CivilDate {
-  std::int64_t year;
-  unsigned month;  // 1-12
-  unsigned day;    // 1-31
-};
-
-constexpr CivilDate civil_from_days(std::int64_t z) noexcept {
-  z += 719468;
-  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);                    // [0, 146096]
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  // [0, 399]
-  const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);  // [0, 365]
-  const unsigned mp = (5 * doy + 2) / 153;                       // [0, 11]
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;               // [1, 31]
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;                  // [1, 12]
-  return {y + (m <= 2 ? 1 : 0), m, d};
-}
-
 static_assert(days_from_civil(1970, 1, 1) == 0);
 static_assert(days_from_civil(2000, 3, 1) == 11017);
 static_assert(civil_from_days(-1).year == 1969 && civil_from_days(-1).day == 31);

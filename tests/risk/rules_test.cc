@@ -438,6 +438,22 @@ TEST(Rules, AuthorizationFromADecodedMessage) {
     EXPECT_EQ(a.merchant_id.view(), "MERCHANT0000001");
     EXPECT_EQ(a.merchant_country.view(), "US");
   }
+  {  // ISO 8583:1993 EBCDIC: DE 22 is the point-of-service data code, position 7 "5" = chip.
+    const iso8583::Dialect& dialect = iso8583::builtin_dialect("iso93-ebcdic");
+    iso8583::MessageBuilder b(dialect);
+    support::fill_sample_request(b, true);
+    std::array<std::byte, 1024> buf{};
+    const auto size = b.encode(buf);
+    ASSERT_TRUE(size);
+    iso8583::MessageView m;
+    ASSERT_TRUE(iso8583::decode(dialect, std::span(buf.data(), *size), m));
+    Authorization a;
+    ASSERT_TRUE(from_message(m, a));
+    EXPECT_EQ(a.mti, 1100);
+    EXPECT_EQ(a.entry_mode, EntryMode::kChip);
+    EXPECT_EQ(a.merchant_country.view(), "US");
+    EXPECT_EQ(a.amount_minor, 12'500);
+  }
   Authorization cash;
   cash.transaction_type = 1;
   EXPECT_EQ(channel_of(cash), Channel::kAtm);
