@@ -181,8 +181,8 @@ struct Decision {
 };
 
 // Reads the script's reply (an array of 8: rc, approved, balance, available, reason, value,
-// threshold, fired) into `out`. False when the reply has another shape (a server error reply, a script
-// from another version): the caller treats it as a system error (96).
+// threshold, fired) into `out`. False when the reply has another shape (a server error reply, a
+// script from another version): the caller treats it as a system error (96).
 [[nodiscard]] bool parse_decision(const Reply& reply, Decision& out) noexcept;
 
 }  // namespace authswitch::limits

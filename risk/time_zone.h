@@ -56,7 +56,6 @@ constexpr CivilDate civil_from_days(std::int64_t z) noexcept {
   return {y + (m <= 2 ? 1 : 0), m, d};
 }
 
-
 enum class TimeZoneErrc : std::uint8_t {
   kInvalidName = 1,  // empty, too long, leading '/', or a character outside [A-Za-z0-9_+-/]
   kNotFound,         // no readable regular file of that name under the zoneinfo directory
