@@ -38,8 +38,10 @@ class Evaluation {
     set(Feature::kCardStatus, static_cast<std::int64_t>(a.card_status));
     set(Feature::kCardPresent, a.card_present ? 1 : 0);
     set(Feature::kCardExpired, card_expired(a) ? 1 : 0);
-    set(Feature::kExpiryMismatch,
-        a.presented_expiry_yymm != 0 && a.presented_expiry_yymm != a.card_expiry_yymm ? 1 : 0);
+    set(Feature::kExpiryMismatch, a.presented_expiry_yymm != 0 && a.card_expiry_yymm != 0 &&
+                                          a.presented_expiry_yymm != a.card_expiry_yymm
+                                      ? 1
+                                      : 0);
     locals_.fill({kUnset, kUnset, kUnset});
     int_memo_.fill(-1);
     text_memo_.fill(-1);

@@ -7,6 +7,8 @@
 //   authswitch-admin holds list ID [--all]
 //   authswitch-admin card show|block|unblock PAN    (PAN "-": read it from stdin)
 //   authswitch-admin profile show NAME | profile list
+//   authswitch-admin rules check FILE.toml | rules test FILE.toml [--input F] [--network N]
+//   [--json]
 // Every command takes --redis HOST:PORT (default: [redis] address of --config FILE, by default
 // config/authswitch.toml when it exists, else 127.0.0.1:6379). Card commands need the PAN token
 // key: --token-key FILE, else the environment variable AS_PAN_TOKEN_KEY_HEX.
@@ -22,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -32,9 +35,11 @@
 #include <unistd.h>
 
 #include "limits/pan_token.h"
+#include "risk/rules.h"
 #include "switch/admin/admin.h"
 #include "switch/admin/portfolio.h"
 #include "switch/admin/redis_io.h"
+#include "switch/admin/rules_tester.h"
 
 namespace {
 
@@ -61,6 +66,9 @@ struct Options {
   std::string amount;
   std::string txn;
   bool all = false;
+  std::string input;
+  std::string network;
+  bool json = false;
 };
 
 // The Redis address: --redis, else the config file's [redis] address, else the default.
@@ -169,6 +177,8 @@ struct Commands {
   CLI::App* card_unblock = nullptr;
   CLI::App* profile_show = nullptr;
   CLI::App* profile_list = nullptr;
+  CLI::App* rules_test = nullptr;
+  CLI::App* rules_check = nullptr;
 };
 
 Commands define_commands(CLI::App& app, Options& o) {
@@ -214,10 +224,59 @@ Commands define_commands(CLI::App& app, Options& o) {
   c.profile_show = profile->add_subcommand("show", "a profile's limits, as import CSV");
   c.profile_show->add_option("NAME", o.id, "profile name")->required();
   c.profile_list = profile->add_subcommand("list", "every profile name");
+
+  auto* rules = app.add_subcommand("rules", "check or test a fraud rule file");
+  rules->require_subcommand(1);
+  c.rules_check = rules->add_subcommand("check", "validate and compile FILE.toml, list its rules");
+  c.rules_check->add_option("FILE", o.file, "rule file (TOML)")->required();
+  c.rules_test = rules->add_subcommand(
+      "test", "decide each authorization of a JSON lines file (iso8583 decode output)");
+  c.rules_test->add_option("FILE", o.file, "rule file (TOML)")->required();
+  c.rules_test->add_option("--input", o.input, "JSON lines file (default: stdin)");
+  c.rules_test->add_option("--network", o.network, "response-code policy to use");
+  c.rules_test->add_flag("--json", o.json, "one JSON object per decision");
   return c;
 }
 
+// rules check / rules test: local only, no Redis.
+int run_rules(const Commands& c, const Options& o) {
+  std::unique_ptr<const authswitch::risk::RuleSet> set;
+  try {
+    set = authswitch::risk::load_rules(o.file);
+  } catch (const authswitch::risk::RuleSetError& e) {
+    std::cerr << e.what() << '\n';
+    return admin::kExitBadInput;
+  }
+  if (c.rules_check->parsed()) {
+    std::cout << o.file << ": version " << set->version() << ", " << set->rules().size()
+              << " rules\n";
+    for (const auto& r : set->rules()) {
+      std::cout << "  " << r.id << (r.velocity ? " [velocity]" : "")
+                << (r.mode == authswitch::risk::Mode::kShadow ? " [shadow]"
+                    : r.mode == authswitch::risk::Mode::kOff  ? " [off]"
+                                                              : "")
+                << ": " << r.description << '\n';
+    }
+    return admin::kExitOk;
+  }
+  admin::RuleTestOptions options;
+  options.network = o.network;
+  options.json = o.json;
+  options.now_ms = now_ms();
+  if (o.input.empty()) {
+    return admin::test_rules(*set, std::cin, options, std::cout, std::cerr);
+  }
+  std::ifstream in(o.input);
+  if (!in) {
+    throw BadInput(o.input + ": cannot open");
+  }
+  return admin::test_rules(*set, in, options, std::cout, std::cerr);
+}
+
 int run(const Commands& c, const Options& o) {
+  if (c.rules_check->parsed() || c.rules_test->parsed()) {
+    return run_rules(c, o);
+  }
   // Local input first: a bad file or key fails before any connection.
   std::string file_text;
   std::string file_name;
@@ -275,7 +334,7 @@ int run(const Commands& c, const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"authswitch-admin: cards, accounts, holds and limit profiles in Redis"};
+  CLI::App app{"authswitch-admin: cards, accounts, holds and limit profiles in Redis; rule files"};
   // Options of the top level may also follow a subcommand (`account show 1 --redis H:P`).
   app.fallthrough();
   app.require_subcommand(1);

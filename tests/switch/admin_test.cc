@@ -263,6 +263,7 @@ class AdminBadCards : public AdminTest {};
 class AdminAccount : public AdminTest {};
 class AdminCard : public AdminTest {};
 class AdminUsage : public AdminTest {};
+class AdminRules : public AdminTest {};
 
 TEST_F(AdminProfiles, ImportsTheShippedDefaultsEmbeddedInTheBinary) {
   const Outcome r = admin({"import", "profiles"});
@@ -719,6 +720,123 @@ TEST_F(AdminUsage, UsageConfigAndConnectionErrors) {
   EXPECT_EQ(
       admin({"profile", "list", "--config", write_file("b.toml", "[redis\n")}, "", false).status,
       2);
+}
+
+constexpr const char* kRuleFile = R"(version = "t-1"
+[scoring]
+decline_score = 50
+[response_codes.quiet]
+suspected_fraud = "05"
+[[rule]]
+id = "cnp-big"
+when = "channel == cnp and amount > 100.00 USD"
+action = "score"
+score = 30
+[[rule]]
+id = "abroad"
+when = "merchant_country != 'US'"
+action = "score"
+score = 30
+[[rule]]
+id = "stolen"
+when = "card_status == stolen"
+action = "decline"
+reason = "stolen_card"
+[[rule]]
+id = "night"
+when = "local_hour('UTC') in [0..5]"
+action = "review"
+mode = "shadow"
+[[velocity]]
+id = "testing"
+counts = "declines"
+window = "10m"
+threshold = 3
+action = "decline"
+)";
+
+// One authorization as the iso8583 CLI prints it, with extras.
+std::string auth_line(const std::string& amount, const std::string& entry, const std::string& cond,
+                      const std::string& country, const std::string& extra = "") {
+  return R"({"mti":"0100","fields":{"2":"411111******1111","3":"000000","4":")" + amount +
+         R"(","22":")" + entry + R"(","25":")" + cond +
+         R"(","43":"SHOP                   CITY           )" + country + R"(","49":"840"})" + extra +
+         "}\n";
+}
+
+TEST_F(AdminRules, TestPrintsEachDecisionWithItsReasonsWithoutRedis) {
+  const std::string rules = write_file("rules.toml", kRuleFile);
+  const std::string input =
+      auth_line("000000002500", "051", "00", "US", R"(,"time":"2026-11-24T15:30:00Z")") +
+      auth_line("000000020000", "812", "59", "GB",
+                R"(,"time":"2026-11-24T03:00:00Z","id":"cnp-abroad")") +
+      "\n" +  // blank lines are skipped
+      auth_line("000000000100", "051", "00", "US",
+                R"(,"card":{"status":"stolen","expiry":"2812"},"time":"2026-11-24T15:30:00.250Z")");
+  const Outcome r = admin({"rules", "test", rules}, input, /*with_redis=*/false);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out,
+            "rule set t-1: 5 rules; velocity rules run in Redis with each card's history, not "
+            "here: testing\n"
+            "line 1: approve 00; score 0; fired: none\n"
+            "line 2 (cnp-abroad): decline 59 by score 60 >= 50; score 60; fired: cnp-big (20000 vs "
+            "10000), abroad; shadow: night (score 0)\n"
+            "line 4: decline 43 by stolen; score 0; fired: stolen\n");
+  EXPECT_EQ(r.out.find("4111"), std::string::npos);  // the (masked) PAN field is never printed
+  // Another network's policy, and JSON output.
+  const Outcome j = admin({"rules", "test", rules, "--network", "quiet", "--json"},
+                          auth_line("000000020000", "812", "59", "GB"), false);
+  EXPECT_EQ(j.status, 0) << j.err;
+  EXPECT_NE(j.out.find(R"("code":"05")"), std::string::npos) << j.out;
+  EXPECT_NE(
+      j.out.find(R"("fired":[{"rule":"cnp-big","shadow":false,"threshold":10000,"value":20000})"),
+      std::string::npos)
+      << j.out;
+}
+
+TEST_F(AdminRules, BadLinesAreReportedByNumberWithoutTheirContent) {
+  const std::string rules = write_file("rules.toml", kRuleFile);
+  const Outcome r =
+      admin({"rules", "test", rules},
+            "{\"mti\":\"0100\",\"fields\":{\"4\":\"12x\"}}\n4111111111111111 junk\n" +
+                auth_line("000000000100", "051", "00", "US", R"(,"time":"yesterday")") +
+                auth_line("000000000100", "051", "00", "US"),
+            false);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err,
+            "line 1: a field is not what its definition says (MTI 4 digits; DE 3, 4, 14, 18, 19, "
+            "22, 25, 49 digits)\n"
+            "line 2: not JSON (syntax error at byte 18)\n"
+            "line 3: time must be UTC like 2026-11-24T15:30:00Z\n");
+  EXPECT_EQ(r.err.find("4111"), std::string::npos);
+  EXPECT_NE(r.out.find("line 4: approve 00"), std::string::npos) << r.out;
+}
+
+TEST_F(AdminRules, CheckListsTheRulesAndABadFileIsRejectedWithItsErrors) {
+  const std::string rules = write_file("rules.toml", kRuleFile);
+  Outcome r = admin({"rules", "check", rules}, "", false);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("version t-1, 5 rules"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  night [shadow]: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  testing [velocity]: "), std::string::npos) << r.out;
+  const std::string bad =
+      write_file("bad.toml",
+                 "version = \"x\"\n[[rule]]\nid = \"a\"\nwhen = \"amout > 1\"\naction "
+                 "= \"review\"\n");
+  r = admin({"rules", "test", bad}, "", false);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, bad + ":4: rule 'a': when: column 1: unknown field 'amout'\n");
+  r = admin({"rules", "check", (std::filesystem::path(dir_) / "missing.toml").string()}, "", false);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("missing.toml: cannot open"), std::string::npos) << r.err;
+}
+
+TEST_F(AdminRules, TheShippedRuleFileAndSampleTrafficPass) {
+  const Outcome r =
+      admin({"rules", "check", std::string(AS_SOURCE_DIR) + "/config/rules.toml"}, "", false);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("card-testing [velocity]"), std::string::npos) << r.out;
 }
 
 }  // namespace
