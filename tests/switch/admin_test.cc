@@ -760,8 +760,8 @@ std::string auth_line(const std::string& amount, const std::string& entry, const
                       const std::string& country, const std::string& extra = "") {
   return R"({"mti":"0100","fields":{"2":"411111******1111","3":"000000","4":")" + amount +
          R"(","22":")" + entry + R"(","25":")" + cond +
-         R"(","43":"SHOP                   CITY           )" + country + R"(","49":"840"})" + extra +
-         "}\n";
+         R"(","43":"SHOP                   CITY           )" + country + R"(","49":"840"})" +
+         extra + "}\n";
 }
 
 TEST_F(AdminRules, TestPrintsEachDecisionWithItsReasonsWithoutRedis) {
