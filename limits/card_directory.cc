@@ -104,6 +104,7 @@ struct CardDirectory::Entry {
   CardInfo info;
   bool referenced = false;  // found since the CLOCK hand last passed
 };
+static_assert(sizeof(CardInfo) == 72, "the memory note in card_directory.h counts 96-byte entries");
 
 // The directory's own calls: the feed position, the profile set and the feed poll. One call of
 // each at a time; a reply from an earlier sync generation is ignored.
@@ -692,7 +693,7 @@ std::optional<ClientErrc> CardDirectory::load(const PanToken& token, CardLoadCal
   Pending& slot = pending_[index];
   AS_ASSERT(slot.state == Pending::State::kFree);
   const std::string_view args[] = {"HMGET", card_directory_key(token.view(), slot.key_buf),
-                                   kCardAccountField, kCardProfileField};
+                                   kCardAccountField, kCardProfileField, kCardOverridesField};
   if (const auto refused = pipeline_.submit(args, slot, deadline)) {
     return refused;
   }
@@ -713,12 +714,13 @@ std::optional<ClientErrc> CardDirectory::load(const PanToken& token, CardLoadCal
 
 void CardDirectory::on_card_reply(Pending& slot, const Reply& reply) noexcept {
   AS_ASSERT(slot.state == Pending::State::kSubmitted);
-  if (reply.type != Reply::Type::kArray || reply.elements.size() != 2) {
+  if (reply.type != Reply::Type::kArray || reply.elements.size() != 3) {
     finish_load(slot, CardStatus::kBadRecord, ClientErrc::kProtocol);
     return;
   }
   const Reply& acct = reply.elements[0];
   const Reply& prof = reply.elements[1];
+  const Reply& ovr = reply.elements[2];
   if (acct.type == Reply::Type::kNil) {
     finish_load(slot, CardStatus::kNotFound, ClientErrc::kTimeout);
     return;
@@ -735,6 +737,16 @@ void CardDirectory::on_card_reply(Pending& slot, const Reply& reply) noexcept {
     ++stats_.profile_overflows;
     finish_load(slot, CardStatus::kProfileTableFull, ClientErrc::kQueueFull);
     return;
+  }
+  // Fraud-rule overrides: a malformed field is ignored (no override applies: the stricter
+  // side) and counted.
+  slot.info.override_count = 0;
+  if (is_string(ovr)) {
+    if (const auto n = parse_card_overrides(ovr.str, slot.info.overrides)) {
+      slot.info.override_count = static_cast<std::uint8_t>(*n);
+    } else {
+      ++stats_.bad_overrides;
+    }
   }
   std::memcpy(slot.info.account.data(), acct.str.data(), acct.str.size());
   slot.info.account_len = static_cast<std::uint8_t>(acct.str.size());

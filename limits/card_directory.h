@@ -48,8 +48,8 @@
 //    without reconnecting would miss entries (not detected).
 //
 // Memory: every table is sized at construction: the card table (Options::capacity entries of
-// 56 bytes, an index of 2 x capacity 4-byte slots and a 4-byte free list: 68 MiB per shard at
-// the default 1 << 20), the profile table, the pending-load slots and the feed buffers. find(),
+// 96 bytes with room for kCardOverridesMax fraud-rule overrides, an index of 2 x capacity 4-byte
+// slots and a 4-byte free list: 108 MiB per shard at the default 1 << 20), the profile table, the pending-load slots and the feed buffers. find(),
 // load(), on_tick() and the completions never allocate. When the card table is full, a card is
 // evicted (CLOCK second chance: cards found since the hand last passed are spared once).
 //
@@ -104,7 +104,15 @@ enum class CardStatus : std::uint8_t {
 struct CardInfo {
   std::array<char, kAccountIdMax> account{};
   std::uint8_t account_len = 0;
+  std::uint8_t override_count = 0;
   std::uint16_t profile = 0;  // CardDirectory::profile(index)
+  // Fraud-rule overrides kept with the card (limits/layout.h), expired ones included: the
+  // rules engine ignores those.
+  std::array<CardOverrideRecord, kCardOverridesMax> overrides{};
+
+  [[nodiscard]] std::span<const CardOverrideRecord> active_overrides() const noexcept {
+    return {overrides.data(), override_count};
+  }
 
   [[nodiscard]] std::string_view account_id() const noexcept {
     return {account.data(), account_len};
@@ -174,6 +182,7 @@ class CardDirectory {
     std::uint64_t profile_loads = 0;      // HGETALL replies
     std::uint64_t profile_errors = 0;     // malformed profiles, failed HGETALLs
     std::uint64_t profile_overflows = 0;  // names refused because the profile table was full
+    std::uint64_t bad_overrides = 0;      // cards whose `ovr` field could not be parsed
   };
 
   // Allocates every table; submits nothing (the first on_tick does). Throws

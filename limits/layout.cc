@@ -5,6 +5,8 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "base/hash.h"
+
 namespace authswitch::limits {
 namespace {
 
@@ -72,6 +74,35 @@ std::string_view profile_key(std::string_view name, KeyBuffer& buf) noexcept {
     return {};
   }
   return join(buf, {"as:p:", name});
+}
+
+std::optional<std::size_t> parse_card_overrides(
+    std::string_view text, std::span<CardOverrideRecord, kCardOverridesMax> out) noexcept {
+  std::size_t n = 0;
+  while (!text.empty()) {
+    const std::size_t end = std::min(text.find(';'), text.size());
+    const std::string_view entry = text.substr(0, end);
+    text.remove_prefix(std::min(end + 1, text.size()));
+    const std::size_t c1 = entry.find(',');
+    const std::size_t c2 = c1 == std::string_view::npos ? c1 : entry.find(',', c1 + 1);
+    if (c2 == std::string_view::npos || n == kCardOverridesMax) {
+      return std::nullopt;
+    }
+    const std::string_view rule = entry.substr(0, c1);
+    const std::string_view country = entry.substr(c1 + 1, c2 - c1 - 1);
+    const std::string_view expires = entry.substr(c2 + 1);
+    CardOverrideRecord r;
+    const auto e = std::from_chars(expires.data(), expires.data() + expires.size(), r.expires_ms);
+    if (rule.empty() || rule.size() > kRuleIdMax || country.size() > r.country.size() ||
+        e.ec != std::errc() || e.ptr != expires.data() + expires.size()) {
+      return std::nullopt;
+    }
+    r.rule_hash = base::fnv1a32(rule);
+    std::copy(country.begin(), country.end(), r.country.begin());
+    r.country_len = static_cast<std::uint8_t>(country.size());
+    out[n++] = r;
+  }
+  return n;
 }
 
 base::Result<LimitProfile, ProfileFieldError> parse_profile_fields(

@@ -4,7 +4,8 @@
 // accounts with pending holds that the expiry sweeper walks. The keys of one account (account,
 // card state and usage, holds, expiry, replays) are in limits/holds_script.h.
 //
-//   as:{c:<token>}        HASH   card directory: acct <account id>, prof <profile name>
+//   as:{c:<token>}        HASH   card directory: acct <account id>, prof <profile name>,
+//                                ovr <fraud rule overrides> (optional; see CardOverrideRecord)
 //                                (the card's own hash tag: looked up before the account is known)
 //   as:{a:<acct>}:cards   SET    the tokens of an account's cards (admin: account show)
 //   as:p:<name>           HASH   limit profile: "<channel>.<limit>" -> integer, for channel in
@@ -80,6 +81,31 @@ inline constexpr std::string_view kChangeProfile = "profile";
 // Card directory fields.
 inline constexpr std::string_view kCardAccountField = "acct";
 inline constexpr std::string_view kCardProfileField = "prof";
+inline constexpr std::string_view kCardOverridesField = "ovr";
+
+// A fraud-rule override kept with a card: "do not apply rule <id> to this card until <expiry>,
+// in <country> only when one is given". Stored in the card directory's `ovr` field as entries
+// "<rule id>,<country or empty>,<expires ms>" joined by ';' (authswitch-admin card override), at
+// most kCardOverridesMax of them. The rule is carried as base::fnv1a32 of its id, which is how
+// risk::CardOverride names it.
+inline constexpr std::size_t kCardOverridesMax = 2;
+inline constexpr std::size_t kRuleIdMax = 64;
+struct CardOverrideRecord {
+  std::uint32_t rule_hash = 0;
+  std::array<char, 3> country{};
+  std::uint8_t country_len = 0;
+  std::int64_t expires_ms = 0;
+
+  [[nodiscard]] std::string_view country_view() const noexcept {
+    return {country.data(), country_len};
+  }
+};
+
+// Parses an `ovr` field into `out`; returns how many entries it holds, or nullopt when it is
+// malformed or holds more than kCardOverridesMax (nothing of it is then used).
+[[nodiscard]] std::optional<std::size_t> parse_card_overrides(
+    std::string_view text, std::span<CardOverrideRecord, kCardOverridesMax> out) noexcept;
+
 // The profile every card gets when the portfolio names none, shipped in config/profiles.csv.
 inline constexpr std::string_view kDefaultProfile = "default";
 

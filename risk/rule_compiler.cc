@@ -9,6 +9,7 @@
 
 #include <toml++/toml.h>
 
+#include "base/hash.h"
 #include "risk/rules.h"
 #include "risk/rules_internal.h"
 
@@ -552,6 +553,18 @@ std::unique_ptr<const RuleSet> compile_rules(std::string_view toml_text, std::st
   }
   if (plan->infos.size() > kNoRule - 1) {
     p.add_line(1, "", "too many rules");
+  }
+  // Card overrides name rules by the hash of their id: two ids must not share one.
+  for (const RuleInfo& r : plan->infos) {
+    plan->rule_hashes.push_back(base::fnv1a32(r.id));
+  }
+  for (std::size_t i = 0; i < plan->infos.size(); ++i) {
+    for (std::size_t j = i + 1; j < plan->infos.size(); ++j) {
+      if (plan->rule_hashes[i] == plan->rule_hashes[j] && plan->infos[i].id != plan->infos[j].id) {
+        p.add_line(plan->infos[j].line, plan->infos[j].id,
+                   "its id's hash equals rule '" + plan->infos[i].id + "''s: rename one");
+      }
+    }
   }
   if (p.any()) {
     throw RuleSetError(p.text());

@@ -196,10 +196,10 @@ class Evaluation {
   std::int64_t threshold_ = 0;
 };
 
-bool overridden(std::uint16_t rule, const Authorization& a,
+bool overridden(std::uint32_t rule_hash, const Authorization& a,
                 std::span<const CardOverride> overrides) noexcept {
   return std::any_of(overrides.begin(), overrides.end(), [&](const CardOverride& o) {
-    return o.rule == rule && o.expires_ms > a.now_ms &&
+    return o.rule_hash == rule_hash && o.expires_ms > a.now_ms &&
            (o.country.view().empty() || o.country.view() == a.merchant_country.view());
   });
 }
@@ -268,6 +268,11 @@ std::optional<std::uint16_t> RuleSet::rule_index(std::string_view id) const noex
   return std::nullopt;
 }
 
+std::uint32_t RuleSet::rule_hash(std::uint16_t index) const noexcept {
+  AS_ASSERT(index < plan_->rule_hashes.size());
+  return plan_->rule_hashes[index];
+}
+
 std::uint16_t RuleSet::network_policy(std::string_view network) const noexcept {
   for (std::size_t i = 1; i < plan_->policy_names.size(); ++i) {
     if (plan_->policy_names[i] == network) {
@@ -294,7 +299,8 @@ void RuleSet::evaluate(const Authorization& a, std::span<const CardOverride> ove
   for (std::size_t i = 0; i < plan.rules.size(); ++i) {
     const internal::CompiledRule& rule = plan.rules[i];
     const auto index = static_cast<std::uint16_t>(i);
-    if (rule.mode == Mode::kOff || (!overrides.empty() && overridden(index, a, overrides))) {
+    if (rule.mode == Mode::kOff ||
+        (!overrides.empty() && overridden(plan.rule_hashes[i], a, overrides))) {
       continue;
     }
     e.reset_witness();

@@ -61,10 +61,12 @@ struct FiredRule {
   std::int64_t threshold = 0;
 };
 
-// "Do not apply rule `rule` to this card until `expires_ms`", for a given merchant country only
-// when `country` is not empty (e.g. travel: allow FR for 7 days). Set with authswitch-admin.
+// "Do not apply this rule to this card until `expires_ms`", for one merchant country only when
+// `country` is not empty (e.g. travel: allow FR for 7 days). Set with authswitch-admin and kept
+// with the card (limits/layout.h); the rule is named by base::fnv1a32 of its id, so the record
+// needs no rule set to be stored and survives reloads.
 struct CardOverride {
-  std::uint16_t rule = 0;
+  std::uint32_t rule_hash = 0;
   ShortText<3> country;
   std::int64_t expires_ms = 0;
 };
@@ -145,6 +147,8 @@ class RuleSet {
   [[nodiscard]] std::uint64_t generation() const noexcept;
   [[nodiscard]] std::span<const RuleInfo> rules() const noexcept;
   [[nodiscard]] std::optional<std::uint16_t> rule_index(std::string_view id) const noexcept;
+  // base::fnv1a32 of rule `index`'s id (what CardOverride::rule_hash holds).
+  [[nodiscard]] std::uint32_t rule_hash(std::uint16_t index) const noexcept;
   [[nodiscard]] std::int32_t decline_score() const noexcept;
   // The response-code policy of a network by name (the default policy when it has none of its
   // own). Resolve once per connection, pass to evaluate.

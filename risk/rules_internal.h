@@ -185,6 +185,7 @@ struct Plan {
   std::int32_t decline_score = 0;  // 0: scores never decline
   Reason score_reason = Reason::kSuspectedFraud;
   std::vector<RuleInfo> infos;
+  std::vector<std::uint32_t> rule_hashes;  // base::fnv1a32 of each info's id
   std::vector<CompiledRule> rules;
   std::vector<Node> nodes;
   std::vector<Test> tests;  // built from nodes by build_tests()

@@ -643,7 +643,106 @@ int Admin::show_card(std::string_view pan, const TokenKey& key) {
        << "  profile  " << dash_if_empty(card.profile) << '\n'
        << "  status   " << dash_if_empty(text(*r->element[0])) << '\n'
        << "  expiry   " << dash_if_empty(text(*r->element[1])) << '\n';
+  KeyBuffer kb;
+  const std::string overrides = text(
+      *redis_.command({"HGET", card_directory_key(card.token.view(), kb), kCardOverridesField}));
+  out_ << "  overrides " << dash_if_empty(overrides) << '\n';
   return kExitOk;
+}
+
+int Admin::set_card_override(std::string_view pan, const TokenKey& key, const OverrideChange& c,
+                             std::int64_t now_ms) {
+  if (!c.clear && (c.rule.empty() || c.days <= 0)) {
+    err_ << "card override: --rule ID and --days N (1 to 365) are required, or --clear\n";
+    return kExitBadInput;
+  }
+  const bool rule_ok =
+      c.rule.empty() ||
+      (c.rule.size() <= kRuleIdMax && std::all_of(c.rule.begin(), c.rule.end(), [](char ch) {
+         return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+       }));
+  const bool country_ok =
+      c.country.size() <= 3 && std::all_of(c.country.begin(), c.country.end(),
+                                           [](char ch) { return ch >= 'A' && ch <= 'Z'; });
+  if (!rule_ok || !country_ok || c.days > 365) {
+    err_ << "card override: --rule is a rule id (a-z 0-9 - _), --country 2 or 3 capital letters "
+            "(ISO 3166 alpha, as DE 43 carries it), --days 1 to 365\n";
+    return kExitBadInput;
+  }
+  CardLookup card;
+  if (const int rc = find_card(pan, key, card); rc != kExitOk) {
+    return rc;
+  }
+  KeyBuffer kb;
+  const std::string directory(card_directory_key(card.token.view(), kb));
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    (void)redis_.command({"WATCH", directory});
+    const std::string current = text(*redis_.command({"HGET", directory, kCardOverridesField}));
+    // Keep what is still running and is not replaced; drop expired entries.
+    std::vector<std::string> kept;
+    std::string_view rest = current;
+    while (!rest.empty()) {
+      const std::size_t end = std::min(rest.find(';'), rest.size());
+      const std::string_view entry = rest.substr(0, end);
+      rest.remove_prefix(std::min(end + 1, rest.size()));
+      const std::size_t c1 = entry.find(',');
+      const std::size_t c2 = c1 == std::string_view::npos ? c1 : entry.find(',', c1 + 1);
+      std::int64_t expires = 0;
+      if (c2 == std::string_view::npos ||
+          std::from_chars(entry.data() + c2 + 1, entry.data() + entry.size(), expires).ec !=
+              std::errc() ||
+          expires <= now_ms) {
+        continue;
+      }
+      const std::string_view rule = entry.substr(0, c1);
+      const std::string_view country = entry.substr(c1 + 1, c2 - c1 - 1);
+      const bool replaced =
+          c.clear ? (c.rule.empty() || rule == c.rule) : (rule == c.rule && country == c.country);
+      if (!replaced) {
+        kept.emplace_back(entry);
+      }
+    }
+    std::int64_t expires_ms = 0;
+    if (!c.clear) {
+      expires_ms = now_ms + c.days * 86'400'000LL;
+      kept.push_back(c.rule + "," + c.country + "," + std::to_string(expires_ms));
+    }
+    if (kept.size() > kCardOverridesMax) {
+      (void)redis_.command({"UNWATCH"});
+      err_ << "card " << card.masked << ": at most " << kCardOverridesMax
+           << " overrides may run at once; clear one first (card override PAN --clear --rule ID)\n";
+      return kExitRuntime;
+    }
+    std::string field;
+    for (const std::string& e : kept) {
+      field += (field.empty() ? "" : ";") + e;
+    }
+    (void)redis_.command({"MULTI"});
+    if (field.empty()) {
+      (void)redis_.command({"HDEL", directory, kCardOverridesField});
+    } else {
+      (void)redis_.command({"HSET", directory, kCardOverridesField, field});
+    }
+    // Every switch's card cache reloads the card from this entry (limits/card_directory.h).
+    (void)redis_.command({"XADD", kChangesKey, "MAXLEN", "~", std::to_string(kChangesMaxLen), "*",
+                          "kind", kChangeCard, "id", card.token.view()});
+    const RedisReplyPtr exec = redis_.command({"EXEC"});
+    if (exec->type == REDIS_REPLY_ARRAY) {
+      if (c.clear) {
+        out_ << "card " << card.masked << ": "
+             << (c.rule.empty() ? std::string("overrides cleared")
+                                : "override of rule " + c.rule + " cleared")
+             << " (" << kept.size() << " running)\n";
+      } else {
+        out_ << "card " << card.masked << ": rule " << c.rule << " not applied"
+             << (c.country.empty() ? std::string() : " in " + c.country) << " for " << c.days
+             << " days (" << kept.size() << " running)\n";
+      }
+      return kExitOk;
+    }
+  }
+  err_ << "card " << card.masked << ": changed concurrently, try again\n";
+  return kExitRuntime;
 }
 
 int Admin::set_card_blocked(std::string_view pan, bool blocked, const TokenKey& key) {

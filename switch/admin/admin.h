@@ -60,6 +60,19 @@ class Admin {
   int list_holds(std::string_view id, bool all);
 
   int show_card(std::string_view pan, const limits::TokenKey& key);
+  // card override: do not apply fraud rule `rule` to the card for `days` days, in `country`
+  // only when given (risk::CardOverride); or with `clear`, end one rule's overrides (or all).
+  // At most limits::kCardOverridesMax run at once; expired ones are dropped on every change.
+  // Announced on as:changes so every switch's cache reloads the card.
+  struct OverrideChange {
+    std::string rule;
+    std::string country;
+    std::int64_t days = 0;
+    bool clear = false;
+  };
+  int set_card_override(std::string_view pan, const limits::TokenKey& key, const OverrideChange& c,
+                        std::int64_t now_ms);
+
   // block: active -> blocked. unblock: blocked -> active. Other states are refused.
   int set_card_blocked(std::string_view pan, bool blocked, const limits::TokenKey& key);
 

@@ -6,6 +6,7 @@
 //   authswitch-admin account credit|debit ID AMOUNT [--txn KEY]
 //   authswitch-admin holds list ID [--all]
 //   authswitch-admin card show|block|unblock PAN    (PAN "-": read it from stdin)
+//   authswitch-admin card override PAN --rule ID [--country CC] --days N | --clear [--rule ID]
 //   authswitch-admin profile show NAME | profile list
 //   authswitch-admin rules check FILE.toml | rules test FILE.toml [--input F] [--network N]
 //   [--json]
@@ -69,6 +70,10 @@ struct Options {
   std::string input;
   std::string network;
   bool json = false;
+  std::string rule;
+  std::string country;
+  std::int64_t days = 0;
+  bool clear = false;
 };
 
 // The Redis address: --redis, else the config file's [redis] address, else the default.
@@ -175,6 +180,7 @@ struct Commands {
   CLI::App* card_show = nullptr;
   CLI::App* card_block = nullptr;
   CLI::App* card_unblock = nullptr;
+  CLI::App* card_override = nullptr;
   CLI::App* profile_show = nullptr;
   CLI::App* profile_list = nullptr;
   CLI::App* rules_test = nullptr;
@@ -215,9 +221,15 @@ Commands define_commands(CLI::App& app, Options& o) {
   c.card_show = card->add_subcommand("show", "masked PAN, token, account, profile, status");
   c.card_block = card->add_subcommand("block", "active -> blocked");
   c.card_unblock = card->add_subcommand("unblock", "blocked -> active");
-  for (CLI::App* cmd : {c.card_show, c.card_block, c.card_unblock}) {
+  c.card_override = card->add_subcommand(
+      "override", "do not apply a fraud rule to the card for some days (e.g. travel), or --clear");
+  for (CLI::App* cmd : {c.card_show, c.card_block, c.card_unblock, c.card_override}) {
     cmd->add_option("PAN", o.id, "card number, or - to read it from stdin")->required();
   }
+  c.card_override->add_option("--rule", o.rule, "rule id");
+  c.card_override->add_option("--country", o.country, "only in this merchant country (DE 43)");
+  c.card_override->add_option("--days", o.days, "1 to 365");
+  c.card_override->add_flag("--clear", o.clear, "end the rule's overrides (all without --rule)");
 
   auto* profile = app.add_subcommand("profile", "show or list limit profiles");
   profile->require_subcommand(1);
@@ -289,7 +301,7 @@ int run(const Commands& c, const Options& o) {
     file_text = read_file(o.file);
   }
   if (c.import_cards->parsed() || c.card_show->parsed() || c.card_block->parsed() ||
-      c.card_unblock->parsed()) {
+      c.card_unblock->parsed() || c.card_override->parsed()) {
     key.emplace(token_key(o));
   }
   const std::string address_text = redis_address(o);
@@ -321,6 +333,10 @@ int run(const Commands& c, const Options& o) {
   }
   if (c.card_show->parsed()) {
     return a.show_card(pan_argument(o.id), *key);
+  }
+  if (c.card_override->parsed()) {
+    return a.set_card_override(pan_argument(o.id), *key, {o.rule, o.country, o.days, o.clear},
+                               now_ms());
   }
   if (c.card_block->parsed() || c.card_unblock->parsed()) {
     return a.set_card_blocked(pan_argument(o.id), c.card_block->parsed(), *key);

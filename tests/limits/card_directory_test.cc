@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 #include <poll.h>
 
+#include "base/hash.h"
 #include "limits/layout.h"
 #include "limits/pan_token.h"
 #include "limits/redis_pipeline.h"
@@ -331,6 +332,40 @@ TEST_F(CardDirectoryTest, MissLoadsTheCardThenFindHits) {
   EXPECT_EQ(s.d().stats().hits, 1U);
   EXPECT_EQ(s.d().stats().misses, 1U);
   EXPECT_EQ(s.d().stats().loads, 1U);
+}
+
+TEST_F(CardDirectoryTest, FraudRuleOverridesComeWithTheCard) {
+  write_profile(redis(), "gold", make_profile(1000));
+  const PanToken travel = token_of(7);
+  const PanToken broken = token_of(8);
+  write_card(redis(), travel, "acct-7", "gold");
+  write_card(redis(), broken, "acct-8", "gold");
+  KeyBuffer kb;
+  (void)support::redis_command(redis(), {"HSET", card_directory_key(travel.view(), kb),
+                                         kCardOverridesField,
+                                         "foreign-large,FR,1795534200000;night-cash,,42"});
+  (void)support::redis_command(redis(), {"HSET", card_directory_key(broken.view(), kb),
+                                         kCardOverridesField, "a,,1;b,,2;c,,3"});
+  Switch s(server(), small_options());
+  Rig rig{&s};
+  ASSERT_TRUE(rig.run_until([&] { return s.d().ready(); }));
+  LoadRecorder r;
+  ASSERT_TRUE(load_now(rig, s, travel, r));
+  ASSERT_EQ(r.status, CardStatus::kFound);
+  const CardInfo* hit = s.d().find(travel);
+  ASSERT_NE(hit, nullptr);
+  ASSERT_EQ(hit->active_overrides().size(), 2U);
+  EXPECT_EQ(hit->overrides[0].rule_hash, base::fnv1a32("foreign-large"));
+  EXPECT_EQ(hit->overrides[0].country_view(), "FR");
+  EXPECT_EQ(hit->overrides[0].expires_ms, 1'795'534'200'000);
+  EXPECT_EQ(hit->overrides[1].rule_hash, base::fnv1a32("night-cash"));
+  EXPECT_EQ(hit->overrides[1].country_view(), "");
+  // More than kCardOverridesMax: none of it is used (the stricter side), and it is counted.
+  LoadRecorder b;
+  ASSERT_TRUE(load_now(rig, s, broken, b));
+  ASSERT_EQ(b.status, CardStatus::kFound);
+  EXPECT_EQ(s.d().find(broken)->override_count, 0);
+  EXPECT_EQ(s.d().stats().bad_overrides, 1U);
 }
 
 TEST_F(CardDirectoryTest, UnknownCardIsNotFoundAndNotCached) {

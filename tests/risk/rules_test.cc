@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/hash.h"
 #include "iso8583/dialect_loader.h"
 #include "iso8583/message.h"
 #include "tests/support/alloc_counter.h"
@@ -293,7 +294,8 @@ action = "decline"
   Authorization a = purchase();
   a.merchant_country.assign("FR");
   const std::uint16_t rule = *set->rule_index("foreign");
-  CardOverride travel{rule, {}, kNow + 7LL * 86'400'000};
+  EXPECT_EQ(set->rule_hash(rule), base::fnv1a32("foreign"));
+  CardOverride travel{set->rule_hash(rule), {}, kNow + 7LL * 86'400'000};
   travel.country.assign("FR");
   RiskDecision d;
   set->evaluate(a, std::span(&travel, 1), 0, d);
@@ -305,7 +307,7 @@ action = "decline"
   a.now_ms = travel.expires_ms;  // expired
   set->evaluate(a, std::span(&travel, 1), 0, d);
   EXPECT_EQ(d.outcome, Outcome::kDecline);
-  const CardOverride any_country{rule, {}, kNow + 1};
+  const CardOverride any_country{base::fnv1a32("foreign"), {}, kNow + 1};
   a.now_ms = kNow;
   set->evaluate(a, std::span(&any_country, 1), 0, d);
   EXPECT_EQ(d.outcome, Outcome::kApprove);

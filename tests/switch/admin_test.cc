@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -24,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/hash.h"
 #include "limits/holds_script.h"
 #include "limits/layout.h"
 #include "limits/pan_token.h"
@@ -57,6 +60,12 @@ struct Outcome {
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::int64_t limits_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 std::string token_of(const std::string& pan) {
@@ -680,6 +689,56 @@ TEST_F(AdminCard, AStolenCardCannotBeUnblockedOrBlocked) {
   EXPECT_EQ(dump(), before);
 }
 
+TEST_F(AdminCard, OverridesAreStoredWithTheCardAnnouncedAndLimited) {
+  import_default_profiles();
+  ASSERT_EQ(admin({"import", "cards", write_file("c.csv", three_cards("default"))}).status, 0);
+  const std::string directory = "as:{c:" + token_of(kPan1) + "}";
+  const auto changes = [&] { return cmd({"XLEN", "as:changes"})->integer; };
+  const long long before = changes();
+  Outcome r = admin(
+      {"card", "override", kPan1, "--rule", "foreign-large", "--country", "FR", "--days", "7"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "card 411111******1111: rule foreign-large not applied in FR for 7 days (1 running)\n");
+  EXPECT_EQ(changes(), before + 1);  // every switch's cache reloads the card
+  const std::string field = hash(directory).at("ovr");
+  std::array<limits::CardOverrideRecord, limits::kCardOverridesMax> parsed{};
+  ASSERT_EQ(limits::parse_card_overrides(field, parsed), std::optional<std::size_t>(1)) << field;
+  EXPECT_EQ(parsed[0].rule_hash, base::fnv1a32("foreign-large"));
+  EXPECT_EQ(parsed[0].country_view(), "FR");
+  EXPECT_NEAR(static_cast<double>(parsed[0].expires_ms - limits_now_ms()), 7.0 * 86'400'000,
+              60'000);
+  // The same rule and country again replaces it; a second rule runs beside it; a third is refused.
+  EXPECT_EQ(admin({"card", "override", kPan1, "--rule", "foreign-large", "--country", "FR",
+                   "--days", "3"})
+                .status,
+            0);
+  EXPECT_EQ(admin({"card", "override", kPan1, "--rule", "night-cash", "--days", "1"}).status, 0);
+  r = admin({"card", "override", kPan1, "--rule", "cnp-large", "--days", "1"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err,
+            "card 411111******1111: at most 2 overrides may run at once; clear one first "
+            "(card override PAN --clear --rule ID)\n");
+  EXPECT_NE(admin({"card", "show", kPan1}).out.find("overrides foreign-large,FR,"),
+            std::string::npos);
+  r = admin({"card", "override", kPan1, "--clear", "--rule", "night-cash"});
+  EXPECT_EQ(r.out, "card 411111******1111: override of rule night-cash cleared (1 running)\n");
+  r = admin({"card", "override", kPan1, "--clear"});
+  EXPECT_EQ(r.out, "card 411111******1111: overrides cleared (0 running)\n");
+  EXPECT_EQ(hash(directory).count("ovr"), 0U);
+  // Bad arguments change nothing.
+  const std::string snapshot = dump();
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"card", "override", kPan1, "--rule", "Bad Rule", "--days", "1"},
+        std::vector<std::string>{"card", "override", kPan1, "--rule", "x", "--days", "0"},
+        std::vector<std::string>{"card", "override", kPan1, "--rule", "x", "--country", "fr",
+                                 "--days", "1"},
+        std::vector<std::string>{"card", "override", kPan1}}) {
+    EXPECT_EQ(admin(args).status, 2) << args[3];
+  }
+  EXPECT_EQ(dump(), snapshot);
+}
+
 TEST_F(AdminCard, ShowNamesTheCardByMaskedPanAndToken) {
   import_default_profiles();
   import_gold_profile();
@@ -688,7 +747,7 @@ TEST_F(AdminCard, ShowNamesTheCardByMaskedPanAndToken) {
   EXPECT_EQ(show.status, 0) << show.err;
   EXPECT_EQ(show.out, "card 411111******1129\n  token    " + token_of(kPan2) +
                           "\n  account  A1\n  profile  gold\n  status   active\n"
-                          "  expiry   2901\n");
+                          "  expiry   2901\n  overrides -\n");
   const Outcome unknown = admin({"card", "show", "4000000000000002"});
   EXPECT_EQ(unknown.status, 1);
   EXPECT_EQ(unknown.err, "card 400000******0002: not found on " + address_ + "\n");
