@@ -49,9 +49,10 @@
 //
 // Memory: every table is sized at construction: the card table (Options::capacity entries of
 // 96 bytes with room for kCardOverridesMax fraud-rule overrides, an index of 2 x capacity 4-byte
-// slots and a 4-byte free list: 108 MiB per shard at the default 1 << 20), the profile table, the pending-load slots and the feed buffers. find(),
-// load(), on_tick() and the completions never allocate. When the card table is full, a card is
-// evicted (CLOCK second chance: cards found since the hand last passed are spared once).
+// slots and a 4-byte free list: 108 MiB per shard at the default 1 << 20), the profile table, the
+// pending-load slots and the feed buffers. find(), load(), on_tick() and the completions never
+// allocate. When the card table is full, a card is evicted (CLOCK second chance: cards found since
+// the hand last passed are spared once).
 //
 // The pipeline's reply arena must hold the largest reply the directory asks for: a full feed
 // batch (7 x feed_batch_max + 4 reply nodes) and the profile set (max_profiles + 1 nodes). With
