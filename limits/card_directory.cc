@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "base/assert.h"
+#include "limits/hex_internal.h"
 
 namespace authswitch::limits {
 namespace {
@@ -17,19 +18,6 @@ namespace {
 constexpr std::size_t kProfileFieldsMax = 2 * kChannelCount * kLimitCount;
 constexpr std::string_view kEmptyStreamId = "0-0";
 
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
 // The 16 bytes of a token's 32 hex characters, as two integers. False when malformed.
 bool parse_token(std::string_view text, std::array<std::uint64_t, 2>& key) noexcept {
   if (text.size() != PanToken::kChars) {
@@ -38,7 +26,7 @@ bool parse_token(std::string_view text, std::array<std::uint64_t, 2>& key) noexc
   for (std::size_t half = 0; half < 2; ++half) {
     std::uint64_t v = 0;
     for (std::size_t i = 0; i < 16; ++i) {
-      const int h = hex_value(text[half * 16 + i]);
+      const int h = internal::hex_value(text[half * 16 + i]);
       if (h < 0) {
         return false;
       }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "base/assert.h"
+#include "limits/hex_internal.h"
 #include "limits/pan_token_internal.h"
 
 namespace authswitch::limits {
@@ -87,19 +88,6 @@ class FdCloser {
  private:
   int fd_;
 };
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
 
 bool is_ascii_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -212,8 +200,8 @@ TokenKey TokenKey::from_hex(std::string_view hex, std::string_view source) {
   }
   TokenKey key;  // wiped by its destructor if a bad digit throws below
   for (std::size_t i = 0; i < digits; i += 2) {
-    const int high = hex_value(hex[i]);
-    const int low = hex_value(hex[i + 1]);
+    const int high = internal::hex_value(hex[i]);
+    const int low = internal::hex_value(hex[i + 1]);
     if (high < 0 || low < 0) {
       // Names the position only: the character itself could be part of the key.
       const std::size_t bad = high < 0 ? i : i + 1;

@@ -179,64 +179,64 @@ void read_policies(const toml::table& root, Plan& plan, Problems& p) {
   }
 }
 
-void read_rule(const toml::table& t, internal::ExpressionContext& ctx, Problems& p) {
-  Plan& plan = ctx.plan;
+// What [[rule]] and [[velocity]] tables share: id (unique), line, description.
+RuleInfo read_identity(const toml::table& t, const Plan& plan, Problems& p) {
   RuleInfo info;
   info.line = static_cast<int>(t.source().begin.line);
   info.id = t["id"].value_or(std::string());
-  const std::string id = info.id;
-  if (!valid_id(id)) {
-    p.add(&t, id, "'id' is required: 1-64 of a-z 0-9 - _");
-  } else if (std::any_of(plan.infos.begin(), plan.infos.end(),
-                         [&](const RuleInfo& r) { return r.id == id; })) {
-    p.add(&t, id,
-          "duplicate id (first defined on line " +
-              std::to_string(std::find_if(plan.infos.begin(), plan.infos.end(),
-                                          [&](const RuleInfo& r) { return r.id == id; })
-                                 ->line) +
-              ")");
-  }
-  check_keys(t, {"id", "description", "when", "action", "reason", "code", "score", "mode"}, id,
-             "a rule", p);
   info.description = t["description"].value_or(std::string());
-  internal::CompiledRule rule;
+  const auto same = std::find_if(plan.infos.begin(), plan.infos.end(),
+                                 [&](const RuleInfo& r) { return r.id == info.id; });
+  if (!valid_id(info.id)) {
+    p.add(&t, info.id, "'id' is required: 1-64 of a-z 0-9 - _");
+  } else if (same != plan.infos.end()) {
+    p.add(&t, info.id, "duplicate id (first defined on line " + std::to_string(same->line) + ")");
+  }
+  return info;
+}
 
+// What a rule does when it fires, as both tables write it: action, mode, reason or code, score.
+struct Verdict {
+  bool fixed_code = false;
+  std::array<char, 2> code{};
+  Reason reason = Reason::kDoNotHonour;
+};
+
+Verdict read_verdict(const toml::table& t, RuleInfo& info, Problems& p) {
+  const std::string& id = info.id;
+  Verdict v;
   const std::string action = t["action"].value_or(std::string());
   if (action == "decline") {
-    rule.action = Action::kDecline;
+    info.action = Action::kDecline;
   } else if (action == "score") {
-    rule.action = Action::kScore;
+    info.action = Action::kScore;
   } else if (action == "review") {
-    rule.action = Action::kReview;
+    info.action = Action::kReview;
   } else {
     p.add(t.get("action") != nullptr ? t.get("action") : &t, id,
           "'action' must be \"decline\", \"score\" or \"review\"");
   }
-  info.action = rule.action;
-
   const std::string mode = t["mode"].value_or(std::string("enforce"));
   if (mode == "enforce") {
-    rule.mode = Mode::kEnforce;
+    info.mode = Mode::kEnforce;
   } else if (mode == "shadow") {
-    rule.mode = Mode::kShadow;
+    info.mode = Mode::kShadow;
   } else if (mode == "off") {
-    rule.mode = Mode::kOff;
+    info.mode = Mode::kOff;
   } else {
     p.add(t.get("mode"), id, "'mode' must be \"enforce\", \"shadow\" or \"off\"");
   }
-  info.mode = rule.mode;
-
   info.reason = t["reason"].value_or(std::string());
   info.code = t["code"].value_or(std::string());
-  if (rule.action == Action::kDecline) {
+  if (info.action == Action::kDecline) {
     if (!info.code.empty() && !info.reason.empty()) {
       p.add(t.get("code"), id, "give 'code' or 'reason', not both");
     } else if (!info.code.empty()) {
       if (!valid_code(info.code)) {
         p.add(t.get("code"), id, "'code' is a two-character response code, e.g. \"62\"");
       } else {
-        rule.fixed_code = true;
-        rule.code = {info.code[0], info.code[1]};
+        v.fixed_code = true;
+        v.code = {info.code[0], info.code[1]};
       }
     } else {
       const auto r = find_reason(info.reason.empty() ? "do_not_honour" : info.reason);
@@ -244,24 +244,40 @@ void read_rule(const toml::table& t, internal::ExpressionContext& ctx, Problems&
         p.add(t.get("reason"), id,
               "unknown reason '" + info.reason + "' (one of: " + reason_list() + ")");
       } else {
-        rule.reason = *r;
+        v.reason = *r;
       }
     }
   } else if (!info.code.empty() || !info.reason.empty()) {
     p.add(&t, id, "'code' and 'reason' apply to action \"decline\" only");
   }
-  if (rule.action == Action::kScore) {
+  if (info.action == Action::kScore) {
     const auto score = t["score"].value<std::int64_t>();
     if (!score || *score < -10'000 || *score > 10'000 || *score == 0) {
       p.add(t.get("score") != nullptr ? t.get("score") : &t, id,
             "'score' is required for action \"score\": a non-zero integer in -10000..10000");
     } else {
-      rule.score = static_cast<std::int32_t>(*score);
+      info.score = static_cast<std::int32_t>(*score);
     }
   } else if (t.get("score") != nullptr) {
     p.add(t.get("score"), id, "'score' applies to action \"score\" only");
   }
-  info.score = rule.score;
+  return v;
+}
+
+void read_rule(const toml::table& t, internal::ExpressionContext& ctx, Problems& p) {
+  Plan& plan = ctx.plan;
+  RuleInfo info = read_identity(t, plan, p);
+  const std::string id = info.id;
+  check_keys(t, {"id", "description", "when", "action", "reason", "code", "score", "mode"}, id,
+             "a rule", p);
+  const Verdict verdict = read_verdict(t, info, p);
+  internal::CompiledRule rule;
+  rule.action = info.action;
+  rule.mode = info.mode;
+  rule.score = info.score;
+  rule.fixed_code = verdict.fixed_code;
+  rule.code = verdict.code;
+  rule.reason = verdict.reason;
 
   const toml::node* when = t.get("when");
   info.when = when != nullptr ? when->value_or(std::string()) : std::string();
@@ -326,22 +342,13 @@ std::string cid_of(std::string_view definition) {
 // ScriptArgs). Shares id, description, action, reason/code, score and mode with [[rule]].
 void read_velocity(const toml::table& t, internal::ExpressionContext& ctx, Problems& p) {
   Plan& plan = ctx.plan;
-  RuleInfo info;
+  RuleInfo info = read_identity(t, plan, p);
   info.velocity = true;
-  info.line = static_cast<int>(t.source().begin.line);
-  info.id = t["id"].value_or(std::string());
   const std::string id = info.id;
-  if (!valid_id(id)) {
-    p.add(&t, id, "'id' is required: 1-64 of a-z 0-9 - _");
-  } else if (std::any_of(plan.infos.begin(), plan.infos.end(),
-                         [&](const RuleInfo& r) { return r.id == id; })) {
-    p.add(&t, id, "duplicate id");
-  }
   check_keys(t,
              {"id", "description", "kind", "scope", "counts", "measure", "window", "filter",
               "threshold", "within", "action", "reason", "code", "score", "mode"},
              id, "a velocity rule", p);
-  info.description = t["description"].value_or(std::string());
   internal::VelocityRule v;
   v.rule = static_cast<std::uint16_t>(plan.infos.size());
   const std::string kind = t["kind"].value_or(std::string("window"));
@@ -435,45 +442,16 @@ void read_velocity(const toml::table& t, internal::ExpressionContext& ctx, Probl
     v.threshold = std::to_string(*threshold);
   }
   // Action, reason or code, score and mode as in [[rule]].
-  const std::string action = t["action"].value_or(std::string());
-  v.action = action == "decline" ? "d" : action == "score" ? "s" : action == "review" ? "r" : "";
-  info.action = action == "score"    ? Action::kScore
-                : action == "review" ? Action::kReview
-                                     : Action::kDecline;
-  if (v.action.empty()) {
-    p.add(t.get("action") != nullptr ? t.get("action") : &t, id,
-          "'action' must be \"decline\", \"score\" or \"review\"");
-  }
-  const std::string mode = t["mode"].value_or(std::string("enforce"));
-  info.mode = mode == "shadow" ? Mode::kShadow : mode == "off" ? Mode::kOff : Mode::kEnforce;
-  if (mode != "enforce" && mode != "shadow" && mode != "off") {
-    p.add(t.get("mode"), id, "'mode' must be \"enforce\", \"shadow\" or \"off\"");
-  }
+  const Verdict verdict = read_verdict(t, info, p);
+  v.action = info.action == Action::kDecline ? "d" : info.action == Action::kScore ? "s" : "r";
   v.shadow = info.mode == Mode::kShadow ? "1" : "0";
-  info.reason = t["reason"].value_or(std::string());
-  info.code = t["code"].value_or(std::string());
-  if (!info.code.empty()) {
-    if (!valid_code(info.code)) {
-      p.add(t.get("code"), id, "'code' is a two-character response code, e.g. \"65\"");
-    } else {
-      v.fixed_code = true;
-      v.code = {info.code[0], info.code[1]};
-    }
-  } else if (const auto r = find_reason(info.reason.empty() ? "do_not_honour" : info.reason)) {
-    v.reason = *r;
-  } else {
-    p.add(t.get("reason"), id,
-          "unknown reason '" + info.reason + "' (one of: " + reason_list() + ")");
-  }
-  const auto score = t["score"].value<std::int64_t>();
-  if (v.action == "s" && (!score || *score == 0 || *score < -10'000 || *score > 10'000)) {
-    p.add(&t, id, "'score' is required for action \"score\": a non-zero integer in -10000..10000");
-  }
-  info.score = v.action == "s" && score ? static_cast<std::int32_t>(*score) : 0;
+  v.fixed_code = verdict.fixed_code;
+  v.code = verdict.code;
+  v.reason = verdict.reason;
   v.score = std::to_string(info.score);
   plan.infos.push_back(std::move(info));
   // An "off" rule is not sent to the script at all.
-  if (mode != "off") {
+  if (info.mode != Mode::kOff) {
     plan.velocity.push_back(std::move(v));
   }
 }

@@ -129,7 +129,7 @@ TEST(Velocity, MalformedVelocityTablesAreReported) {
       "v.toml:6: rule 'v': 'within' is required for country_change: a duration, e.g. \"2h\"");
   EXPECT_EQ(
       error_of(head + "[[velocity]]\nid = \"r\"\nkind = \"first_mcc\"\naction = \"review\"\n"),
-      "v.toml:6: rule 'r': duplicate id");
+      "v.toml:6: rule 'r': duplicate id (first defined on line 2)");
 }
 
 // The switch's path, for real: stateless rules, then one EVALSHA of the holds script carrying
