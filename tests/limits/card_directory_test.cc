@@ -341,9 +341,9 @@ TEST_F(CardDirectoryTest, FraudRuleOverridesComeWithTheCard) {
   write_card(redis(), travel, "acct-7", "gold");
   write_card(redis(), broken, "acct-8", "gold");
   KeyBuffer kb;
-  (void)support::redis_command(redis(), {"HSET", card_directory_key(travel.view(), kb),
-                                         kCardOverridesField,
-                                         "foreign-large,FR,1795534200000;night-cash,,42"});
+  (void)support::redis_command(redis(),
+                               {"HSET", card_directory_key(travel.view(), kb), kCardOverridesField,
+                                "foreign-large,FR,1795534200000;night-cash,,42"});
   (void)support::redis_command(redis(), {"HSET", card_directory_key(broken.view(), kb),
                                          kCardOverridesField, "a,,1;b,,2;c,,3"});
   Switch s(server(), small_options());
