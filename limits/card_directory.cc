@@ -680,8 +680,13 @@ std::optional<ClientErrc> CardDirectory::load(const PanToken& token, CardLoadCal
   const std::uint32_t index = pending_free_[pending_free_count_ - 1];
   Pending& slot = pending_[index];
   AS_ASSERT(slot.state == Pending::State::kFree);
-  const std::string_view args[] = {"HMGET", card_directory_key(token.view(), slot.key_buf),
-                                   kCardAccountField, kCardProfileField, kCardOverridesField};
+  const std::string_view args[] = {"HMGET",
+                                   card_directory_key(token.view(), slot.key_buf),
+                                   kCardAccountField,
+                                   kCardProfileField,
+                                   kCardOverridesField,
+                                   kCardStatusField,
+                                   kCardExpiryField};
   if (const auto refused = pipeline_.submit(args, slot, deadline)) {
     return refused;
   }
@@ -702,13 +707,15 @@ std::optional<ClientErrc> CardDirectory::load(const PanToken& token, CardLoadCal
 
 void CardDirectory::on_card_reply(Pending& slot, const Reply& reply) noexcept {
   AS_ASSERT(slot.state == Pending::State::kSubmitted);
-  if (reply.type != Reply::Type::kArray || reply.elements.size() != 3) {
+  if (reply.type != Reply::Type::kArray || reply.elements.size() != 5) {
     finish_load(slot, CardStatus::kBadRecord, ClientErrc::kProtocol);
     return;
   }
   const Reply& acct = reply.elements[0];
   const Reply& prof = reply.elements[1];
   const Reply& ovr = reply.elements[2];
+  const Reply& st = reply.elements[3];
+  const Reply& exp = reply.elements[4];
   if (acct.type == Reply::Type::kNil) {
     finish_load(slot, CardStatus::kNotFound, ClientErrc::kTimeout);
     return;
@@ -735,6 +742,13 @@ void CardDirectory::on_card_reply(Pending& slot, const Reply& reply) noexcept {
     } else {
       ++stats_.bad_overrides;
     }
+  }
+  slot.info.state = is_string(st) ? parse_card_state(st.str) : CardState::kUnknown;
+  slot.info.expiry_yymm = 0;
+  if (is_string(exp) && exp.str.size() == 4) {
+    std::uint16_t yymm = 0;
+    const auto r = std::from_chars(exp.str.data(), exp.str.data() + 4, yymm);
+    slot.info.expiry_yymm = r.ec == std::errc() && r.ptr == exp.str.data() + 4 ? yymm : 0;
   }
   std::memcpy(slot.info.account.data(), acct.str.data(), acct.str.size());
   slot.info.account_len = static_cast<std::uint8_t>(acct.str.size());

@@ -107,6 +107,10 @@ struct CardInfo {
   std::uint8_t account_len = 0;
   std::uint8_t override_count = 0;
   std::uint16_t profile = 0;  // CardDirectory::profile(index)
+  // The directory's copies of the card's status and expiry (YYMM, 0 unknown), for stateless
+  // rules; the holds script checks the authoritative ones. Changes arrive with the feed.
+  CardState state = CardState::kUnknown;
+  std::uint16_t expiry_yymm = 0;
   // Fraud-rule overrides kept with the card (limits/layout.h), expired ones included: the
   // rules engine ignores those.
   std::array<CardOverrideRecord, kCardOverridesMax> overrides{};

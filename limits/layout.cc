@@ -76,6 +76,15 @@ std::string_view profile_key(std::string_view name, KeyBuffer& buf) noexcept {
   return join(buf, {"as:p:", name});
 }
 
+CardState parse_card_state(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < kCardStatuses.size(); ++i) {
+    if (kCardStatuses[i] == s) {
+      return static_cast<CardState>(i + 1);
+    }
+  }
+  return CardState::kUnknown;
+}
+
 std::optional<std::size_t> parse_card_overrides(
     std::string_view text, std::span<CardOverrideRecord, kCardOverridesMax> out) noexcept {
   std::size_t n = 0;

@@ -5,7 +5,10 @@
 // card state and usage, holds, expiry, replays) are in limits/holds_script.h.
 //
 //   as:{c:<token>}        HASH   card directory: acct <account id>, prof <profile name>,
-//                                ovr <fraud rule overrides> (optional; see CardOverrideRecord)
+//                                ovr <fraud rule overrides> (optional; see CardOverrideRecord),
+//                                st <card status>, exp <YYMM>: copies for the switch's stateless
+//                                rules; the card state hash under the account stays the
+//                                authority the holds script reads
 //                                (the card's own hash tag: looked up before the account is known)
 //   as:{a:<acct>}:cards   SET    the tokens of an account's cards (admin: account show)
 //   as:p:<name>           HASH   limit profile: "<channel>.<limit>" -> integer, for channel in
@@ -82,6 +85,23 @@ inline constexpr std::string_view kChangeProfile = "profile";
 inline constexpr std::string_view kCardAccountField = "acct";
 inline constexpr std::string_view kCardProfileField = "prof";
 inline constexpr std::string_view kCardOverridesField = "ovr";
+inline constexpr std::string_view kCardStatusField = "st";
+inline constexpr std::string_view kCardExpiryField = "exp";
+
+// Card statuses as the `st` fields hold them, in CardState order after kUnknown.
+enum class CardState : std::uint8_t {
+  kUnknown,
+  kActive,
+  kBlocked,
+  kLost,
+  kStolen,
+  kClosed,
+  kInactive
+};
+inline constexpr std::array<std::string_view, 6> kCardStatuses{"active", "blocked", "lost",
+                                                               "stolen", "closed",  "inactive"};
+// kUnknown for anything else.
+[[nodiscard]] CardState parse_card_state(std::string_view s) noexcept;
 
 // A fraud-rule override kept with a card: "do not apply rule <id> to this card until <expiry>,
 // in <country> only when one is given". Stored in the card directory's `ovr` field as entries

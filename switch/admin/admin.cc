@@ -362,7 +362,7 @@ void CardImport::read_cards() {
   });
   std::vector<std::uint32_t> asked;
   Pipeline p(redis_, options_.batch_commands, [&](std::size_t i, const redisReply& r) {
-    if (r.type != REDIS_REPLY_ARRAY || r.elements != 2 || !is_string(*r.element[0])) {
+    if (r.type != REDIS_REPLY_ARRAY || r.elements != 4 || !is_string(*r.element[0])) {
       return;  // a new card
     }
     const CardRow& card = file_.cards[asked[i]];
@@ -370,7 +370,10 @@ void CardImport::read_cards() {
     if (text(*r.element[0]) != a.id) {
       file_.errors.add(card.row, "account",
                        "this card belongs to account " + printable(text(*r.element[0])));
-    } else if (text(*r.element[1]) != file_.profiles[card.profile]) {
+    } else if (text(*r.element[1]) != file_.profiles[card.profile] ||
+               text(*r.element[2]) != kCardStatuses[card.status] ||
+               text(*r.element[3]) != card.expiry_view()) {
+      // Switches cache profile, status and expiry: announce what changed.
       changed_.push_back(asked[i]);
     }
   });
@@ -379,7 +382,7 @@ void CardImport::read_cards() {
     if (hit[i / options_.probe_keys]) {
       asked.push_back(static_cast<std::uint32_t>(i));
       p.append({"HMGET", card_directory_key(file_.cards[i].token.view(), buf), kCardAccountField,
-                kCardProfileField});
+                kCardProfileField, kCardStatusField, kCardExpiryField});
     }
   }
   p.finish();
@@ -418,7 +421,8 @@ void CardImport::write_account(Pipeline& p, std::uint32_t a) {
     p.append({"HSET", keys.key(AccountKeys::kCard), "st", kCardStatuses[card.status], "exp",
               card.expiry_view()});
     p.append({"HSET", card_directory_key(card.token.view(), buf), kCardAccountField, account.id,
-              kCardProfileField, file_.profiles[card.profile]});
+              kCardProfileField, file_.profiles[card.profile], kCardStatusField,
+              kCardStatuses[card.status], kCardExpiryField, card.expiry_view()});
     members.push_back(card.token.view());
     if (members.size() == Pipeline::kArgsMax) {
       p.append(members);
@@ -770,8 +774,13 @@ int Admin::set_card_blocked(std::string_view pan, bool blocked, const TokenKey& 
                        : ": only a blocked card can be unblocked\n");
       return kExitRuntime;
     }
+    KeyBuffer kb;
     (void)redis_.command({"MULTI"});
     (void)redis_.command({"HSET", state_key, "st", to});
+    // The directory's copy for the switches' rules, and the feed entry that reloads it there.
+    (void)redis_.command({"HSET", card_directory_key(card.token.view(), kb), kCardStatusField, to});
+    (void)redis_.command({"XADD", kChangesKey, "MAXLEN", "~", std::to_string(kChangesMaxLen), "*",
+                          "kind", kChangeCard, "id", card.token.view()});
     const RedisReplyPtr exec = redis_.command({"EXEC"});
     if (exec->type == REDIS_REPLY_ARRAY) {
       out_ << "card " << card.masked << " " << (blocked ? "blocked" : "unblocked") << " (was "

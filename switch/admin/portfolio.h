@@ -36,9 +36,7 @@ std::span<const EmbeddedConfig> embedded_config_files() noexcept;
 // The shipped config/profiles.csv.
 [[nodiscard]] std::string_view shipped_profiles_csv() noexcept;
 
-// Card statuses as the card state hash's `st` field holds them (limits/layout.h).
-inline constexpr std::array<std::string_view, 6> kCardStatuses{"active", "blocked", "lost",
-                                                               "stolen", "closed",  "inactive"};
+using limits::kCardStatuses;  // the card state `st` values (limits/layout.h)
 // Balances stay below 2^53: the holds script does its arithmetic in Lua doubles.
 inline constexpr std::int64_t kBalanceMax = (std::int64_t{1} << 53) - 1;
 

@@ -83,6 +83,14 @@ void write_card(redisContext& ctx, const PanToken& token, std::string_view accou
             REDIS_REPLY_INTEGER);
 }
 
+// The same, with the directory's status and expiry copies as authswitch-admin writes them.
+void write_card(redisContext& ctx, const PanToken& token, std::string_view account,
+                std::string_view profile, std::string_view status, std::string_view expiry) {
+  write_card(ctx, token, account, profile);
+  (void)support::redis_command(ctx, {"HSET", "as:{c:" + str(token.view()) + "}", kCardStatusField,
+                                     status, kCardExpiryField, expiry});
+}
+
 // As the admin CLI announces a change; returns the entry's id.
 std::string write_change(redisContext& ctx, std::string_view kind, std::string_view id) {
   const support::RedisReplyPtr r = support::redis_command(
@@ -307,7 +315,7 @@ TEST_F(CardDirectoryTest, EmptyFeedStartsAtZeroAndSeesTheFirstEntry) {
 TEST_F(CardDirectoryTest, MissLoadsTheCardThenFindHits) {
   write_profile(redis(), "gold", make_profile(1000));
   const PanToken card = token_of(1);
-  write_card(redis(), card, "acct-1", "gold");
+  write_card(redis(), card, "acct-1", "gold", "active", "2812");
   Switch s(server(), small_options());
   Rig rig{&s};
   ASSERT_TRUE(rig.run_until([&] { return s.d().ready(); }));
@@ -324,6 +332,8 @@ TEST_F(CardDirectoryTest, MissLoadsTheCardThenFindHits) {
   const CardInfo* hit = s.d().find(card);
   ASSERT_NE(hit, nullptr);
   EXPECT_EQ(hit->account_id(), "acct-1");
+  EXPECT_EQ(hit->state, CardState::kActive);
+  EXPECT_EQ(hit->expiry_yymm, 2812);
   const CardLoadResult resolved = s.d().resolve(*hit);
   EXPECT_EQ(resolved.status, CardStatus::kFound);
   ASSERT_NE(resolved.limits, nullptr);
@@ -360,6 +370,8 @@ TEST_F(CardDirectoryTest, FraudRuleOverridesComeWithTheCard) {
   EXPECT_EQ(hit->overrides[0].expires_ms, 1'795'534'200'000);
   EXPECT_EQ(hit->overrides[1].rule_hash, base::fnv1a32("night-cash"));
   EXPECT_EQ(hit->overrides[1].country_view(), "");
+  EXPECT_EQ(hit->state, CardState::kUnknown);  // written without the status and expiry copies
+  EXPECT_EQ(hit->expiry_yymm, 0);
   // More than kCardOverridesMax: none of it is used (the stricter side), and it is counted.
   LoadRecorder b;
   ASSERT_TRUE(load_now(rig, s, broken, b));

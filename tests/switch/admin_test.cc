@@ -387,9 +387,12 @@ TEST_F(AdminCards, ImportWritesExactlyTheDataModelAndNeverThePan) {
   EXPECT_EQ(hash("as:{a:A1}:c:" + t1), (Fields{{"st", "active"}, {"exp", "2812"}}));
   EXPECT_EQ(hash("as:{a:A1}:c:" + t2), (Fields{{"st", "active"}, {"exp", "2901"}}));
   EXPECT_EQ(hash("as:{a:B2}:c:" + t3), (Fields{{"st", "stolen"}, {"exp", "2712"}}));
-  EXPECT_EQ(hash("as:{c:" + t1 + "}"), (Fields{{"acct", "A1"}, {"prof", "default"}}));
-  EXPECT_EQ(hash("as:{c:" + t2 + "}"), (Fields{{"acct", "A1"}, {"prof", "gold"}}));
-  EXPECT_EQ(hash("as:{c:" + t3 + "}"), (Fields{{"acct", "B2"}, {"prof", "default"}}));
+  EXPECT_EQ(hash("as:{c:" + t1 + "}"),
+            (Fields{{"acct", "A1"}, {"prof", "default"}, {"st", "active"}, {"exp", "2812"}}));
+  EXPECT_EQ(hash("as:{c:" + t2 + "}"),
+            (Fields{{"acct", "A1"}, {"prof", "gold"}, {"st", "active"}, {"exp", "2901"}}));
+  EXPECT_EQ(hash("as:{c:" + t3 + "}"),
+            (Fields{{"acct", "B2"}, {"prof", "default"}, {"st", "stolen"}, {"exp", "2712"}}));
   EXPECT_EQ(members("as:{a:A1}:cards"), (std::set<std::string>{t1, t2}));
   EXPECT_EQ(members("as:{a:B2}:cards"), (std::set<std::string>{t3}));
   // New cards need no change entry: only the two profile imports are in the feed.
@@ -667,6 +670,11 @@ TEST_F(AdminCard, BlockDeclinesTheNextAuthorizationAndUnblockRestoresIt) {
   EXPECT_EQ(block.status, 0) << block.err;
   EXPECT_EQ(block.out, "card 411111******1111 blocked (was active)\n");
   EXPECT_EQ(auth("a2", kPan1, 100), "62");
+  // The directory's copy for the switches' rules follows, and the card is announced.
+  EXPECT_EQ(hash("as:{c:" + token_of(kPan1) + "}").at("st"), "blocked");
+  const auto last = cmd({"XREVRANGE", "as:changes", "+", "-", "COUNT", "1"});
+  ASSERT_EQ(last->elements, 1U);
+  EXPECT_EQ(std::string(last->element[0]->element[1]->element[3]->str), token_of(kPan1));
   EXPECT_EQ(admin({"card", "block", kPan1}).out, "card 411111******1111 is already blocked\n");
   // The PAN may come on stdin, out of the process list.
   const Outcome unblock = admin({"card", "unblock", "-"}, std::string(kPan1) + "\n");
