@@ -752,13 +752,7 @@ void Processor::on_card(Slot& s, const limits::CardLoadResult& r) noexcept {
     case limits::CardStatus::kProfileGone:
     case limits::CardStatus::kBadRecord:
     case limits::CardStatus::kProfileTableFull:
-      ++stats_.card_errors;
-      if (is_advice_like(s.kind)) {
-        ++stats_.advices_unconfirmed;
-        respond(s, "00", false);
-      } else {
-        respond(s, "96", false);
-      }
+      answer_card_error(s);
       return;
   }
   AS_ASSERT(r.card != nullptr);
@@ -786,6 +780,18 @@ void Processor::on_card(Slot& s, const limits::CardLoadResult& r) noexcept {
 static_assert(static_cast<int>(risk::Channel::kPos) == static_cast<int>(limits::Channel::kPos));
 static_assert(static_cast<int>(risk::Channel::kCnp) == static_cast<int>(limits::Channel::kCnp));
 static_assert(static_cast<int>(risk::Channel::kAtm) == static_cast<int>(limits::Channel::kAtm));
+
+// A card record the switch cannot use (its profile is gone, the record is malformed): a
+// system error (96) for requests; advices are still acknowledged, and counted as unconfirmed.
+void Processor::answer_card_error(Slot& s) noexcept {
+  ++stats_.card_errors;
+  if (is_advice_like(s.kind)) {
+    ++stats_.advices_unconfirmed;
+    respond(s, "00", false);
+  } else {
+    respond(s, "96", false);
+  }
+}
 
 // Rules (auth and debit: into the call's arguments) and one EVALSHA of the holds script.
 void Processor::submit_script(Slot& s) noexcept {
@@ -822,13 +828,7 @@ void Processor::submit_script(Slot& s) noexcept {
       break;
   }
   if (!ok) {  // an account id the key layout refuses: a bad directory record
-    ++stats_.card_errors;
-    if (is_advice_like(s.kind)) {
-      ++stats_.advices_unconfirmed;
-      respond(s, "00", false);
-    } else {
-      respond(s, "96", false);
-    }
+    answer_card_error(s);
     return;
   }
   if (pipeline_.submit(call_->args(), tail, s.script_op, s.deadline)) {

@@ -216,6 +216,7 @@ class Processor {
   static void fingerprint(Slot& s) noexcept;
   void on_card_loaded(Slot& s, const limits::CardLoadResult& r) noexcept;
   void on_card(Slot& s, const limits::CardLoadResult& r) noexcept;
+  void answer_card_error(Slot& s) noexcept;
   void submit_script(Slot& s) noexcept;
   [[nodiscard]] bool build_auth_call(Slot& s) noexcept;
 
