@@ -444,7 +444,7 @@ void read_rules_keys(Section& root, Problems& p, SwitchConfig& out) {
 void read_stand_in(Section& root, Problems& p, StandInConfig& out) {
   Section s = section(root, p, "stand_in");
   if (auto v = s.choice("policy", "policy", {"decline", "approve"})) {
-    out.policy = *v == 0 ? StandInPolicy::kDecline : StandInPolicy::kApprove;
+    out.policy = *v == 0 ? StandInChoice::kDecline : StandInChoice::kApprove;
   }
   if (auto v = s.integer("max_amount_minor", 1, kAmountMinorMax)) {
     out.max_amount_minor = *v;
@@ -458,7 +458,7 @@ void read_stand_in(Section& root, Problems& p, StandInConfig& out) {
       out.currency = static_cast<std::uint16_t>(std::stoi(*v));
     }
   }
-  if (out.policy == StandInPolicy::kApprove) {
+  if (out.policy == StandInChoice::kApprove) {
     for (const std::string_view key : {"max_amount_minor", "currency"}) {
       if (!s.has(key)) {
         s.bad(key, "required when policy = \"approve\"");
@@ -956,8 +956,8 @@ std::string_view role_name(NetworkRole role) noexcept {
   return role == NetworkRole::kListen ? "listen" : "dial";
 }
 
-std::string_view stand_in_policy_name(StandInPolicy policy) noexcept {
-  return policy == StandInPolicy::kDecline ? "decline" : "approve";
+std::string_view stand_in_policy_name(StandInChoice policy) noexcept {
+  return policy == StandInChoice::kDecline ? "decline" : "approve";
 }
 
 std::string_view log_level_name(LogLevel level) noexcept {

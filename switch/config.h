@@ -104,14 +104,14 @@ struct KeysConfig {
   std::string pan_token_key_file;
 };
 
-enum class StandInPolicy : std::uint8_t {
+enum class StandInChoice : std::uint8_t {
   kDecline,  // answer 91 (issuer unavailable)
   kApprove,  // approve up to max_amount_minor in `currency`, record for reconciliation
 };
 
 // [stand_in]: what a request that missed its deadline is answered (DESIGN.md section 1).
 struct StandInConfig {
-  StandInPolicy policy = StandInPolicy::kDecline;
+  StandInChoice policy = StandInChoice::kDecline;
   std::int64_t max_amount_minor = 0;  // kApprove: largest amount approved (> 0)
   std::uint16_t currency = 0;         // kApprove: ISO 4217 numeric; other currencies decline
 };
@@ -233,7 +233,7 @@ void require_network(const SwitchConfig& config);
 
 // Text names, as written in the file.
 [[nodiscard]] std::string_view role_name(NetworkRole role) noexcept;
-[[nodiscard]] std::string_view stand_in_policy_name(StandInPolicy policy) noexcept;
+[[nodiscard]] std::string_view stand_in_policy_name(StandInChoice policy) noexcept;
 [[nodiscard]] std::string_view log_level_name(LogLevel level) noexcept;
 [[nodiscard]] std::string_view log_format_name(LogFormat format) noexcept;
 

@@ -104,7 +104,7 @@ void expect_defaults(const SwitchConfig& c) {
   EXPECT_EQ(c.redis.hold_ttl, std::chrono::hours(24 * 7));
   EXPECT_EQ(c.rules.file, "config/rules.toml");
   EXPECT_EQ(c.keys.pan_token_key_file, "");
-  EXPECT_EQ(c.stand_in.policy, StandInPolicy::kDecline);
+  EXPECT_EQ(c.stand_in.policy, StandInChoice::kDecline);
   EXPECT_EQ(c.stand_in.max_amount_minor, 0);
   EXPECT_EQ(c.stand_in.currency, 0);
   EXPECT_TRUE(c.http.enabled);
@@ -259,7 +259,7 @@ tls = { enabled = true, verify_peer = false, server_name = "b.example" }
   EXPECT_EQ(c.redis.hold_ttl, std::chrono::hours(72));
   EXPECT_EQ(c.rules.file, "rules/prod.toml");
   EXPECT_EQ(c.keys.pan_token_key_file, dir.path() + "/token.hex");
-  EXPECT_EQ(c.stand_in.policy, StandInPolicy::kApprove);
+  EXPECT_EQ(c.stand_in.policy, StandInChoice::kApprove);
   EXPECT_EQ(c.stand_in.max_amount_minor, 5000);
   EXPECT_EQ(c.stand_in.currency, 8);
   EXPECT_FALSE(c.http.enabled);
