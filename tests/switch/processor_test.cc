@@ -30,6 +30,7 @@
 #include "tests/support/pipeline_driver.h"
 #include "tests/support/redis_fixture.h"
 #include "tests/support/redis_server.h"
+#include "tests/switch/test_messages.h"
 
 namespace authswitch::switching {
 namespace {
@@ -38,93 +39,6 @@ using Clock = limits::RedisPipeline::Clock;
 using namespace std::chrono_literals;
 
 constexpr std::int64_t kNow = 1'795'534'200'000;  // 2026-11-24T15:30:00Z
-constexpr const char* kKeyHex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-// Test card numbers (not real cards).
-constexpr const char* kPanRich = "4761739001010119";    // account R: 1000.00
-constexpr const char* kPanPoor = "4761739001010127";    // account P: 50.00
-constexpr const char* kPanStolen = "4761739001010135";  // account R, stolen
-constexpr const char* kPanUnknown = "4761739001010143";
-constexpr const char* kAcquirer = "00012345678";  // zero-filled on purpose: keys strip zeros
-constexpr const char* kAcquirerKey = "12345678";
-
-const char* const kRules = R"(
-version = "t1"
-[lists]
-gambling = ["7800..7802", 7995, 9406]
-[[rule]]
-id = "gambling"
-when = "mcc in @gambling"
-action = "decline"
-code = "57"
-)";
-
-// One request's fields (text as MessageBuilder takes it); empty: absent.
-struct Txn {
-  std::uint16_t mti = 100;
-  std::string pan = kPanRich;
-  std::string de3 = "000000";
-  std::string amount = "000000012500";
-  std::string de7 = "1124153000";
-  std::string stan = "000001";
-  std::string acquirer = kAcquirer;
-  std::string mcc = "5411";
-  std::string expiry = "2812";
-  std::string currency = "840";
-  std::string de90;
-  std::string de95;
-  std::string de70;
-  std::string de43 = "ACME STORE 42          SPRINGFIELD    US";
-
-  [[nodiscard]] std::string key() const {
-    return std::string(kAcquirerKey) + "-" + de7 + "-" + stan;
-  }
-  // DE 90 naming this request as the original.
-  [[nodiscard]] std::string original_data() const {
-    return "0100" + stan + de7 + acquirer + "00000000000";
-  }
-};
-
-std::vector<std::byte> encode(const Txn& t) {
-  const iso8583::Dialect& d = iso8583::builtin_dialect("iso87-ascii");
-  iso8583::MessageBuilder b(d);
-  b.reset(t.mti);
-  const auto set = [&](int de, const std::string& v) {
-    if (!v.empty()) {
-      b.set_text(de, v);
-    }
-  };
-  set(2, t.pan);
-  set(3, t.de3);
-  set(4, t.amount);
-  set(7, t.de7);
-  set(11, t.stan);
-  set(14, t.expiry);
-  set(18, t.mcc);
-  if (t.mti != 800) {
-    b.set_text(22, "051");  // literals: set() would reference a temporary
-    b.set_text(25, "00");
-  }
-  set(32, t.acquirer);
-  b.set_text(37, "123456789012");
-  if (t.mti != 800) {
-    b.set_text(41, "TERM0001");
-    b.set_text(42, "MERCHANT0000001");
-    set(43, t.de43);
-  }
-  set(49, t.currency);
-  set(70, t.de70);
-  set(90, t.de90);
-  set(95, t.de95);
-  std::vector<std::byte> out(4096);
-  const auto n = b.encode(out);
-  if (!n) {
-    std::array<char, 128> why{};
-    ADD_FAILURE() << "encode: " << iso8583::describe(n.error(), why);
-  }
-  out.resize(n.has_value() ? *n : 0);
-  return out;
-}
-
 // Records every response; in counting mode (no allocation) only counts them.
 class Sink final : public ResponseSink {
  public:
@@ -290,30 +204,12 @@ class ProcessorTest : public support::SharedRedisTest {
     return hget("as:{a:" + account + "}:h", id);
   }
 
-  void seed_profile() {
-    std::vector<std::string> args = {"HSET", "as:p:default"};
-    for (const std::string_view ch : limits::kChannelNames) {
-      for (const std::string_view f : limits::kLimitFields) {
-        args.push_back(std::string(ch) + "." + std::string(f));
-        args.push_back(f == "dN" || f == "mN" ? "1000" : "100000000");
-      }
-    }
-    ASSERT_EQ(support::redis_command(redis(), args)->type, REDIS_REPLY_INTEGER);
-    (void)support::redis_command(redis(), {"SADD", limits::kProfilesKey, "default"});
-  }
+  void seed_profile() { switching::seed_profile(redis()); }
   void seed_account(const std::string& id, std::int64_t bal) {
-    (void)support::redis_command(
-        redis(), {"HSET", "as:{a:" + id + "}", "cur", "840", "bal", std::to_string(bal), "held",
-                  "0", "st", "active", "od", "0"});
+    switching::seed_account(redis(), id, bal);
   }
   void seed_card(const char* pan, const std::string& account, const std::string& status) {
-    const auto token = crypto_.tokenize(pan);
-    ASSERT_TRUE(token.has_value());
-    const std::string tok(token->view());
-    (void)support::redis_command(
-        redis(), {"HSET", "as:{c:" + tok + "}", "acct", account, "prof", "default"});
-    (void)support::redis_command(
-        redis(), {"HSET", "as:{a:" + account + "}:c:" + tok, "st", status, "exp", "2812"});
+    switching::seed_card(redis(), crypto_, pan, account, status);
   }
 
   limits::SoftwareCardCrypto crypto_{limits::TokenKey::from_hex(kKeyHex, "test key")};

@@ -1,0 +1,289 @@
+// The switch over real TCP (switch/server.h): a Server with two shards listening on a free
+// loopback port, a private redis-server, and blocking test clients that frame requests with
+// len2-binary. Approvals and declines end to end, many pipelined requests on one connection,
+// several connections, bad input closing only its own connection, and a stop with requests in
+// flight answering every one.
+#include "switch/server.h"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "iso8583/dialect_loader.h"
+#include "iso8583/message.h"
+#include "risk/rules.h"
+#include "switch/config.h"
+#include "tests/support/redis_fixture.h"
+#include "tests/switch/test_messages.h"
+
+namespace authswitch::switching {
+namespace {
+
+// A blocking loopback client speaking len2-binary frames.
+class Client {
+ public:
+  explicit Client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ADD_FAILURE() << "connect failed";
+    }
+    timeval tv{5, 0};  // no test waits forever
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~Client() { ::close(fd_); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void send_raw(const std::vector<std::byte>& bytes) const {
+    ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+  }
+  static std::vector<std::byte> frame(const std::vector<std::byte>& message) {
+    std::vector<std::byte> out = {static_cast<std::byte>(message.size() >> 8U),
+                                  static_cast<std::byte>(message.size() & 0xFFU)};
+    out.insert(out.end(), message.begin(), message.end());
+    return out;
+  }
+  void send(const Txn& t) const { send_raw(frame(encode(t))); }
+
+  // The next response message, or empty on EOF / timeout.
+  std::vector<std::byte> receive() const {
+    std::array<std::byte, 2> len{};
+    if (!read_exact(len.data(), 2)) {
+      return {};
+    }
+    const auto n =
+        (std::to_integer<std::size_t>(len[0]) << 8U) | std::to_integer<std::size_t>(len[1]);
+    std::vector<std::byte> msg(n);
+    if (!read_exact(msg.data(), n)) {
+      return {};
+    }
+    return msg;
+  }
+  // True when the server closed the connection (EOF before any byte).
+  [[nodiscard]] bool closed_by_peer() const {
+    std::byte b{};
+    return ::recv(fd_, &b, 1, 0) == 0;
+  }
+
+ private:
+  bool read_exact(std::byte* p, std::size_t n) const {
+    std::size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::recv(fd_, p + got, n - got, 0);
+      if (r <= 0) {
+        return false;
+      }
+      got += static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+  int fd_ = -1;
+};
+
+struct Answer {
+  std::uint16_t mti = 0;
+  std::string de11;
+  std::string de39;
+};
+
+Answer decode_answer(const std::vector<std::byte>& msg) {
+  Answer a;
+  if (msg.empty()) {
+    return a;
+  }
+  iso8583::MessageView m;
+  const iso8583::Dialect& d = iso8583::builtin_dialect("iso87-ascii");
+  if (!iso8583::decode(d, msg, m)) {
+    ADD_FAILURE() << "response does not decode";
+    return a;
+  }
+  std::array<char, 64> scratch{};
+  a.mti = m.mti();
+  a.de11 = std::string(iso8583::text_value(m.field(11), scratch));
+  a.de39 = std::string(iso8583::text_value(m.field(39), scratch));
+  return a;
+}
+
+class ServerTest : public support::SharedRedisTest {
+ protected:
+  void SetUp() override {
+    support::SharedRedisTest::SetUp();
+    seed_profile(redis());
+    seed_account(redis(), "R", 100'000'000);
+    seed_account(redis(), "P", 5'000);
+    seed_card(redis(), crypto_, kPanRich, "R", "active");
+    seed_card(redis(), crypto_, kPanPoor, "P", "active");
+    const std::string text =
+        "[switch]\nshards = 2\n[redis]\naddress = \"127.0.0.1:" + std::to_string(server().port()) +
+        "\"\n[[network]]\nname = \"acq\"\nrole = \"listen\"\naddress = "
+        "\"127.0.0.1:0\"\ndialect = \"iso87-ascii\"\nframing = "
+        "\"len2-binary\"\nbudget = \"500ms\"\n";
+    config_ = load_config(text, "server_test.toml");
+    switch_ = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
+    port_ = switch_->listening_port(0);
+    thread_ = std::thread([this] { switch_->run(); });
+  }
+  void TearDown() override {
+    stop();
+    support::SharedRedisTest::TearDown();
+  }
+  void stop() {
+    if (thread_.joinable()) {
+      switch_->stop();
+      thread_.join();
+    }
+  }
+
+  limits::TokenKey key_ = limits::TokenKey::from_hex(kKeyHex, "test key");
+  limits::SoftwareCardCrypto crypto_{key_};
+  SwitchConfig config_;
+  std::unique_ptr<Server> switch_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+TEST_F(ServerTest, ApprovesAndDeclinesOverTcp) {
+  const Client c(port_);
+  Txn t;
+  c.send(t);
+  Answer a = decode_answer(c.receive());
+  EXPECT_EQ(a.mti, 110);
+  EXPECT_EQ(a.de39, "00");
+  Txn poor;
+  poor.pan = kPanPoor;
+  poor.stan = "000002";
+  c.send(poor);
+  a = decode_answer(c.receive());
+  EXPECT_EQ(a.de39, "10");  // 125.00 against 50.00: a purchase is approved partially
+  Txn gambling;
+  gambling.mcc = "7995";
+  gambling.stan = "000003";
+  c.send(gambling);
+  EXPECT_EQ(decode_answer(c.receive()).de39, "57");
+  Txn echo;
+  echo.mti = 800;
+  echo.pan.clear();
+  echo.de3.clear();
+  echo.amount.clear();
+  echo.mcc.clear();
+  echo.expiry.clear();
+  echo.currency.clear();
+  echo.de70 = "301";
+  echo.stan = "000004";
+  c.send(echo);
+  a = decode_answer(c.receive());
+  EXPECT_EQ(a.mti, 810);
+  EXPECT_EQ(a.de39, "00");
+}
+
+TEST_F(ServerTest, ManyPipelinedRequestsOnOneConnectionAllComeBack) {
+  const Client c(port_);
+  std::vector<std::byte> burst;
+  constexpr int kRequests = 200;
+  for (int i = 0; i < kRequests; ++i) {
+    Txn t;
+    t.stan = std::to_string(100'000 + i);
+    t.amount = "000000000100";
+    const auto f = Client::frame(encode(t));
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  c.send_raw(burst);  // one write: the switch batches them
+  std::map<std::string, std::string> codes;
+  for (int i = 0; i < kRequests; ++i) {
+    const Answer a = decode_answer(c.receive());
+    codes[a.de11] = a.de39;
+  }
+  ASSERT_EQ(codes.size(), static_cast<std::size_t>(kRequests));
+  for (const auto& [stan, code] : codes) {
+    EXPECT_EQ(code, "00") << stan;
+  }
+  const auto held = support::redis_command(redis(), {"HGET", "as:{a:R}", "held"});
+  EXPECT_EQ(std::string(held->str, held->len), std::to_string(12'500 * 0 + 100 * kRequests));
+}
+
+TEST_F(ServerTest, SeveralConnectionsOnBothShards) {
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 6; ++i) {
+    clients.push_back(std::make_unique<Client>(port_));
+  }
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    Txn t;
+    t.stan = std::to_string(200'000 + i);
+    t.amount = "000000000100";
+    clients[i]->send(t);
+  }
+  for (const auto& c : clients) {
+    EXPECT_EQ(decode_answer(c->receive()).de39, "00");
+  }
+  EXPECT_GE(switch_->totals().connections, 6U);
+}
+
+TEST_F(ServerTest, BadInputClosesOnlyItsOwnConnection) {
+  const Client good(port_);
+  const Client garbage(port_);
+  const Client oversized(port_);
+  // A frame whose message is not ISO 8583 at all.
+  garbage.send_raw(Client::frame({std::byte{'G'}, std::byte{'A'}, std::byte{'R'}, std::byte{'B'},
+                                  std::byte{'A'}, std::byte{'G'}, std::byte{'E'}}));
+  EXPECT_TRUE(garbage.closed_by_peer());
+  // A length prefix above the largest frame allowed (8192 by default).
+  oversized.send_raw({std::byte{0xFF}, std::byte{0xFF}, std::byte{'0'}});
+  EXPECT_TRUE(oversized.closed_by_peer());
+  Txn t;
+  t.stan = "300001";
+  good.send(t);
+  EXPECT_EQ(decode_answer(good.receive()).de39, "00");
+  EXPECT_EQ(switch_->totals().closed_bad_input, 2U);
+}
+
+TEST_F(ServerTest, StopAnswersEveryRequestInFlight) {
+  const Client c(port_);
+  Txn first;  // answered: the switch is accepting and Redis is ready
+  first.stan = "399999";
+  c.send(first);
+  ASSERT_EQ(decode_answer(c.receive()).de39, "00");
+  std::vector<std::byte> burst;
+  constexpr int kRequests = 50;
+  for (int i = 0; i < kRequests; ++i) {
+    Txn t;
+    t.stan = std::to_string(400'000 + i);
+    t.amount = "000000000100";
+    const auto f = Client::frame(encode(t));
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  c.send_raw(burst);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the switch read them
+  switch_->stop();
+  int answered = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    if (decode_answer(c.receive()).de39 == "00") {
+      ++answered;
+    }
+  }
+  thread_.join();
+  const Server::Totals t = switch_->totals();
+  EXPECT_EQ(t.requests, t.responses);  // nothing accepted was left unanswered
+  EXPECT_EQ(static_cast<std::uint64_t>(answered) + 1, t.requests);
+  EXPECT_GT(answered, 0);
+}
+
+}  // namespace
+}  // namespace authswitch::switching
