@@ -122,6 +122,19 @@ Answer decode_answer(const std::vector<std::byte>& msg) {
   return a;
 }
 
+// `n` framed 1.00 purchases with STANs from `first_stan`, back to back.
+std::vector<std::byte> burst(int n, int first_stan) {
+  std::vector<std::byte> out;
+  for (int i = 0; i < n; ++i) {
+    Txn t;
+    t.stan = std::to_string(first_stan + i);
+    t.amount = "000000000100";
+    const auto f = Client::frame(encode(t));
+    out.insert(out.end(), f.begin(), f.end());
+  }
+  return out;
+}
+
 class ServerTest : public support::SharedRedisTest {
  protected:
   void SetUp() override {
@@ -196,16 +209,8 @@ TEST_F(ServerTest, ApprovesAndDeclinesOverTcp) {
 
 TEST_F(ServerTest, ManyPipelinedRequestsOnOneConnectionAllComeBack) {
   const Client c(port_);
-  std::vector<std::byte> burst;
   constexpr int kRequests = 200;
-  for (int i = 0; i < kRequests; ++i) {
-    Txn t;
-    t.stan = std::to_string(100'000 + i);
-    t.amount = "000000000100";
-    const auto f = Client::frame(encode(t));
-    burst.insert(burst.end(), f.begin(), f.end());
-  }
-  c.send_raw(burst);  // one write: the switch batches them
+  c.send_raw(burst(kRequests, 100'000));  // one write: the switch batches them
   std::map<std::string, std::string> codes;
   for (int i = 0; i < kRequests; ++i) {
     const Answer a = decode_answer(c.receive());
@@ -260,16 +265,8 @@ TEST_F(ServerTest, StopAnswersEveryRequestInFlight) {
   first.stan = "399999";
   c.send(first);
   ASSERT_EQ(decode_answer(c.receive()).de39, "00");
-  std::vector<std::byte> burst;
   constexpr int kRequests = 50;
-  for (int i = 0; i < kRequests; ++i) {
-    Txn t;
-    t.stan = std::to_string(400'000 + i);
-    t.amount = "000000000100";
-    const auto f = Client::frame(encode(t));
-    burst.insert(burst.end(), f.begin(), f.end());
-  }
-  c.send_raw(burst);
+  c.send_raw(burst(kRequests, 400'000));
   std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the switch read them
   switch_->stop();
   int answered = 0;
