@@ -1,5 +1,6 @@
 #include "tests/support/alloc_counter.h"
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -15,14 +16,18 @@ namespace {
 // Plain thread_local integer: constant-initialised, so reading it from operator new never
 // allocates or recurses.
 thread_local std::uint64_t t_allocations = 0;
+// Every thread's calls, for tests that watch threads they do not run on (a server's shards).
+std::atomic<std::uint64_t> g_allocations{0};
 
 void* allocate(std::size_t size) noexcept {
   ++t_allocations;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
   return std::malloc(size == 0 ? 1 : size);  // NOLINT(cppcoreguidelines-no-malloc)
 }
 
 void* allocate_aligned(std::size_t size, std::align_val_t alignment) noexcept {
   ++t_allocations;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
   auto align = static_cast<std::size_t>(alignment);
   if (align < sizeof(void*)) {
     align = sizeof(void*);
@@ -83,6 +88,10 @@ const std::uint64_t* jemalloc_counter() noexcept {
 namespace authswitch::support {
 
 std::uint64_t thread_allocations() noexcept { return t_allocations; }
+
+std::uint64_t process_allocations() noexcept {
+  return g_allocations.load(std::memory_order_relaxed);
+}
 
 bool jemalloc_counter_available() noexcept {
 #ifdef AS_ALLOC_COUNTER_JEMALLOC

@@ -18,6 +18,10 @@ namespace authswitch::support {
 // Calls to any operator new made by the calling thread so far.
 [[nodiscard]] std::uint64_t thread_allocations() noexcept;
 
+// Calls to any operator new made by any thread so far (for tests that watch threads they do
+// not run on, such as a server's shards; quiesce the others first).
+[[nodiscard]] std::uint64_t process_allocations() noexcept;
+
 // True when jemalloc is linked and its per-thread byte counter could be read.
 [[nodiscard]] bool jemalloc_counter_available() noexcept;
 

@@ -24,6 +24,7 @@
 #include "iso8583/message.h"
 #include "risk/rules.h"
 #include "switch/config.h"
+#include "tests/support/alloc_counter.h"
 #include "tests/support/redis_fixture.h"
 #include "tests/switch/test_messages.h"
 
@@ -76,6 +77,24 @@ class Client {
       return {};
     }
     return msg;
+  }
+  // Reads `frames` whole len2-binary frames into `buf` (sized by the caller); no allocation.
+  // False on EOF, timeout or a buffer too small.
+  bool receive_raw(std::size_t frames, std::vector<std::byte>& buf) const {
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < frames; ++i) {
+      if (buf.size() - at < 2 || !read_exact(buf.data() + at, 2)) {
+        return false;
+      }
+      const auto n =
+          (std::to_integer<std::size_t>(buf[at]) << 8U) | std::to_integer<std::size_t>(buf[at + 1]);
+      at += 2;
+      if (buf.size() - at < n || !read_exact(buf.data() + at, n)) {
+        return false;
+      }
+      at += n;
+    }
+    return true;
   }
   // True when the server closed the connection (EOF before any byte).
   [[nodiscard]] bool closed_by_peer() const {
@@ -280,6 +299,25 @@ TEST_F(ServerTest, StopAnswersEveryRequestInFlight) {
   EXPECT_EQ(t.requests, t.responses);  // nothing accepted was left unanswered
   EXPECT_EQ(static_cast<std::uint64_t>(answered) + 1, t.requests);
   EXPECT_GT(answered, 0);
+}
+
+TEST_F(ServerTest, NoAllocationPerMessageOnceWarm) {
+  const Client c(port_);
+  std::vector<std::byte> in(1 << 20);
+  // Warm up: every shard-side buffer, slot and handler is used a few times.
+  for (int round = 0; round < 4; ++round) {
+    c.send_raw(burst(100, 500'000 + round * 100));
+    ASSERT_TRUE(c.receive_raw(100, in));
+  }
+  const std::vector<std::byte> measured = burst(200, 600'000);  // built before counting
+  const std::uint64_t before = support::process_allocations();
+  c.send_raw(measured);
+  const bool all = c.receive_raw(200, in);
+  const std::uint64_t after = support::process_allocations();
+  ASSERT_TRUE(all);
+  // The switch's threads (shards, acceptor) and this one, over 200 requests and responses
+  // through Redis: nothing.
+  EXPECT_EQ(after - before, 0U);
 }
 
 }  // namespace
