@@ -1130,7 +1130,67 @@ void Processor::respond_built(Slot& s, std::string_view code) noexcept {
   } else {
     ++stats_.declined;
   }
+  if (options_.audit != nullptr) {
+    audit(s, code);
+  }
+  if (options_.metrics != nullptr) {
+    const std::array<char, 4> mti = s.view.mti_text();
+    const MtiClass c = classify_mti({mti.data(), mti.size()});
+    options_.metrics->request(options_.network_index, c);
+    options_.metrics->response(options_.network_index, c, code);
+    options_.metrics->latency(options_.network_index,
+                              Clock::now() - (s.deadline - options_.budget));
+  }
   sink_.on_response(s.request_id, {out_.get(), *n});
+}
+
+// One AuditRecord per response: masked PAN, amount, code, the rules that fired, latency.
+void Processor::audit(const Slot& s, std::string_view code) noexcept {
+  AuditRecord r;
+  r.time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  const auto arrival = s.deadline - options_.budget;
+  r.latency_us = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - arrival).count(), 0,
+      std::int64_t{UINT32_MAX}));
+  r.network = options_.network_index;
+  r.mti = s.view.mti();
+  r.amount_minor = s.amount_minor;
+  r.currency = static_cast<std::uint16_t>((s.currency[0] - '0') * 100 + (s.currency[1] - '0') * 10 +
+                                          (s.currency[2] - '0'));
+  r.code = {code.size() > 0 ? code[0] : '?', code.size() > 1 ? code[1] : '?'};
+  if (s.view.has(2)) {
+    std::array<char, 32> pan{};
+    std::array<char, 32> masked{};
+    const std::string_view text = iso8583::text_value(s.view.field(2), pan);
+    if (const auto m = limits::mask_pan(text, masked)) {
+      r.set_masked_pan(*m);
+    }
+  }
+  std::array<char, 96> reasons{};
+  std::size_t len = 0;
+  if (s.risk.fired_count > 0) {
+    const risk::RuleSet& set = rules_.current();
+    for (const risk::FiredRule& f : s.risk.fired_rules()) {
+      if (f.rule >= set.rules().size()) {
+        continue;  // decided by an older set
+      }
+      const std::string_view id = set.rules()[f.rule].id;
+      if (len + id.size() + 1 > reasons.size()) {
+        break;
+      }
+      if (len > 0) {
+        reasons[len++] = ';';
+      }
+      std::copy(id.begin(), id.end(), reasons.begin() + static_cast<std::ptrdiff_t>(len));
+      len += id.size();
+    }
+  }
+  r.set_reasons({reasons.data(), len});
+  if (!options_.audit->append(r)) {
+    ++stats_.audit_dropped;
+  }
 }
 
 void Processor::maybe_free(Slot& s) noexcept {

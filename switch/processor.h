@@ -80,6 +80,8 @@
 #include "limits/sweeper.h"
 #include "risk/rule_store.h"
 #include "risk/rules.h"
+#include "switch/journal.h"
+#include "switch/metrics.h"
 
 namespace authswitch::switching {
 
@@ -140,6 +142,11 @@ class Processor {
     bool partial_approval = true;     // purchases (DE 3 00/09) may be approved partially (10)
     // Deadline of the processor's own follow-up calls (compensating reversals, due notes).
     Clock::duration housekeeping_timeout = std::chrono::seconds(2);
+    // Where every response is recorded (switch/journal.h), or nullptr; this shard's producer.
+    Journal::Producer* audit = nullptr;
+    std::uint16_t network_index = 0;  // the AuditRecord's and the metrics' network
+    // This shard's Prometheus counters (switch/metrics.h), or nullptr.
+    ShardMetrics* metrics = nullptr;
   };
 
   // Counters of this shard (plain integers: read them on the shard thread, or copy them out).
@@ -169,7 +176,8 @@ class Processor {
     std::uint64_t compensation_failures = 0;  // ... that failed: a hold may need reconciliation
     std::uint64_t late_replies = 0;           // script replies after the response was sent
     std::uint64_t due_note_errors = 0;
-    std::uint64_t card_errors = 0;  // card records unusable (profile gone, bad record): 96
+    std::uint64_t card_errors = 0;    // card records unusable (profile gone, bad record): 96
+    std::uint64_t audit_dropped = 0;  // journal queue full: the response went out unrecorded
   };
 
   // Registers limits::holds_script() on `pipeline` (startup: may throw) and allocates every
@@ -232,6 +240,7 @@ class Processor {
   void note_due(Slot& s) noexcept;
   void respond(Slot& s, std::string_view code, bool approval) noexcept;
   void respond_built(Slot& s, std::string_view code) noexcept;
+  void audit(const Slot& s, std::string_view code) noexcept;
   void maybe_free(Slot& s) noexcept;
   [[nodiscard]] Clock::time_point housekeeping_deadline() const noexcept;
 

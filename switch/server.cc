@@ -17,6 +17,9 @@
 #include "limits/redis_pipeline.h"
 #include "limits/sweeper.h"
 #include "risk/rule_store.h"
+#include "switch/http_endpoint.h"
+#include "switch/journal.h"
+#include "switch/metrics.h"
 #include "switch/processor.h"
 
 namespace authswitch::switching {
@@ -64,6 +67,7 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   [[nodiscard]] bool idle() const noexcept {
     return outstanding_ == 0 && !writing_ && fill_len_ == 0;
   }
+  [[nodiscard]] std::size_t network() const noexcept { return network_; }
   [[nodiscard]] std::uint64_t id_base() const noexcept {
     return (std::uint64_t{slot_} << 32U) | generation_;
   }
@@ -167,6 +171,7 @@ class Server::Shard {
   std::optional<risk::RuleStore::Reader> reader_;
   std::unique_ptr<limits::SoftwareCardCrypto> crypto_;
   std::unique_ptr<limits::Sweeper> sweeper_;
+  std::optional<Journal::Producer> audit_;
   Sink sink_;
   std::vector<std::unique_ptr<Processor>> processors_;
   std::vector<std::shared_ptr<Session>> sessions_;  // by slot; null when free
@@ -187,6 +192,9 @@ class Server::Impl {
   const SwitchConfig config;
   risk::RuleStore rules;
   const limits::TokenKey& token_key;
+  std::unique_ptr<Journal> journal;  // before the shards: they hold its producers
+  std::unique_ptr<Metrics> metrics;  // before the shards: they update their ShardMetrics
+  std::unique_ptr<HttpEndpoint> http;
   asio::io_context io;  // acceptors and signals, on run()'s thread
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;  // by network index (null: not listen)
   std::vector<std::unique_ptr<Shard>> shards;
@@ -395,6 +403,9 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
       std::make_unique<limits::CardDirectory>(*pipeline_, limits::CardDirectory::Options{});
   reader_.emplace(server.rules.reader());
   crypto_ = std::make_unique<limits::SoftwareCardCrypto>(server.token_key);
+  if (server.journal != nullptr) {
+    audit_.emplace(server.journal->producer());
+  }
   for (const NetworkConfig& n : config.networks) {
     Processor::Options p;
     p.budget = n.budget;
@@ -403,6 +414,9 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
     p.in_flight_max = std::max<std::size_t>(n.in_flight_max, 1) * 4;
     p.max_message_bytes = n.framing.max_frame_bytes;
     p.network = n.response_codes;
+    p.audit = audit_ ? &*audit_ : nullptr;
+    p.metrics = &server.metrics->shard(index);
+    p.network_index = static_cast<std::uint16_t>(processors_.size());
     if (config.stand_in.policy == StandInChoice::kApprove) {
       p.stand_in.kind = StandInPolicy::Kind::kApproveUpTo;
       p.stand_in.approve_up_to_minor = config.stand_in.max_amount_minor;
@@ -456,6 +470,7 @@ void Server::Shard::adopt(std::size_t network, tcp::socket socket) {
   }
   ++generations_[slot];
   stats_.connections.fetch_add(1, std::memory_order_relaxed);
+  server_.metrics->shard(index_).connections(network, 1);
   auto s = std::make_shared<Session>(*this, network, std::move(socket), slot, generations_[slot]);
   sessions_[slot] = s;
   s->start();
@@ -463,6 +478,7 @@ void Server::Shard::adopt(std::size_t network, tcp::socket socket) {
 
 void Server::Shard::release(std::uint32_t slot) noexcept {
   if (slot < sessions_.size() && sessions_[slot] != nullptr) {
+    server_.metrics->shard(index_).connections(sessions_[slot]->network(), -1);
     sessions_[slot].reset();
     ++generations_[slot];  // responses still owed to the closed session are dropped
     free_slots_.push_back(slot);
@@ -613,6 +629,15 @@ void Server::Shard::check_drained() noexcept {
 Server::Impl::Impl(const SwitchConfig& cfg, std::unique_ptr<const risk::RuleSet> rule_set,
                    const limits::TokenKey& key)
     : config(cfg), rules(std::move(rule_set)), token_key(key) {
+  if (!config.audit.path.empty()) {
+    Journal::Options j;
+    j.path = config.audit.path;
+    j.rotate_bytes = config.audit.rotate_bytes == 0 ? UINT64_MAX : config.audit.rotate_bytes;
+    for (const NetworkConfig& n : config.networks) {
+      j.networks.push_back(n.name);
+    }
+    journal = std::make_unique<Journal>(std::move(j));
+  }
   for (std::size_t i = 0; i < config.networks.size(); ++i) {
     const NetworkConfig& n = config.networks[i];
     if (n.role != NetworkRole::kListen) {
@@ -643,8 +668,23 @@ Server::Impl::Impl(const SwitchConfig& cfg, std::unique_ptr<const risk::RuleSet>
     acceptors.push_back(std::move(acceptor));
   }
   const std::size_t n = effective_shards(config);
+  std::vector<std::string> names;
+  for (const NetworkConfig& net : config.networks) {
+    names.push_back(net.name);
+  }
+  metrics = std::make_unique<Metrics>(n, std::move(names));
   for (std::size_t i = 0; i < n; ++i) {
     shards.push_back(std::make_unique<Shard>(*this, i));
+  }
+  if (config.http.enabled) {
+    HttpEndpoint::Options h;
+    h.listen = config.http.listen;
+    http = std::make_unique<HttpEndpoint>(
+        h, [this] { return metrics->render(); },
+        [this] {
+          return !stop_requested.load() && std::all_of(shards.begin(), shards.end(),
+                                                       [](const auto& s) { return s->ready(); });
+        });
   }
 }
 
@@ -723,6 +763,9 @@ void Server::run(bool handle_signals) {
       impl_->accept(i);
     }
   }
+  if (impl_->http != nullptr) {
+    impl_->http->start();
+  }
   std::optional<asio::signal_set> signals;
   if (handle_signals) {
     signals.emplace(impl_->io, SIGTERM, SIGINT);
@@ -743,6 +786,9 @@ void Server::run(bool handle_signals) {
   for (auto& shard : impl_->shards) {
     shard->join();
   }
+  if (impl_->http != nullptr) {
+    impl_->http->stop();
+  }
 }
 
 void Server::stop() noexcept {
@@ -751,6 +797,8 @@ void Server::stop() noexcept {
   }
   asio::post(impl_->io, [this] { impl_->do_stop(); });
 }
+
+std::uint16_t Server::http_port() const { return impl_->http != nullptr ? impl_->http->port() : 0; }
 
 Server::Totals Server::totals() const noexcept {
   Totals t;

@@ -21,8 +21,11 @@
 // reading, waits until every accepted request was answered and written (bounded by the longest
 // budget plus a margin), then returns from run(). Nothing accepted is lost.
 //
+// Operations: Prometheus metrics on /metrics and /healthz ([http], switch/http_endpoint.h), an
+// audit journal line per response ([audit], switch/journal.h).
+//
 // Not yet (issue 5 continues): dial networks, TLS, sign-on enforcement and idle echoes,
-// /metrics and /healthz, the audit journal, SIGHUP rule reloads.
+// SIGHUP rule reloads.
 //
 // Thread-safety: construct, run() and listening_port() from one thread; stop() from any
 // thread.
@@ -58,6 +61,8 @@ class Server {
 
   // The port network `index` (in configuration order, listen networks only) is bound to.
   [[nodiscard]] std::uint16_t listening_port(std::size_t index) const;
+  // The port of /metrics and /healthz ([http]), or 0 when disabled.
+  [[nodiscard]] std::uint16_t http_port() const;
 
   // Totals over the shards, for logs and tests (read after run() returned, or approximately).
   struct Totals {

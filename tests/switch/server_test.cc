@@ -8,6 +8,8 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -167,7 +169,9 @@ class ServerTest : public support::SharedRedisTest {
         "[switch]\nshards = 2\n[redis]\naddress = \"127.0.0.1:" + std::to_string(server().port()) +
         "\"\n[[network]]\nname = \"acq\"\nrole = \"listen\"\naddress = "
         "\"127.0.0.1:0\"\ndialect = \"iso87-ascii\"\nframing = "
-        "\"len2-binary\"\nbudget = \"500ms\"\n";
+        "\"len2-binary\"\nbudget = \"500ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = "
+        "\"" +
+        audit_path_ + "\"\n";
     config_ = load_config(text, "server_test.toml");
     switch_ = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
     port_ = switch_->listening_port(0);
@@ -175,6 +179,8 @@ class ServerTest : public support::SharedRedisTest {
   }
   void TearDown() override {
     stop();
+    switch_.reset();
+    std::filesystem::remove(audit_path_);
     support::SharedRedisTest::TearDown();
   }
   void stop() {
@@ -184,6 +190,10 @@ class ServerTest : public support::SharedRedisTest {
     }
   }
 
+  // Each test's own journal file (removed after the test).
+  std::string audit_path_ = (std::filesystem::temp_directory_path() /
+                             ("server_test_audit_" + std::to_string(::getpid()) + ".jsonl"))
+                                .string();
   limits::TokenKey key_ = limits::TokenKey::from_hex(kKeyHex, "test key");
   limits::SoftwareCardCrypto crypto_{key_};
   SwitchConfig config_;
@@ -210,6 +220,68 @@ TEST_F(ServerTest, ApprovesAndDeclinesOverTcp) {
   gambling.stan = "000003";
   c.send(gambling);
   EXPECT_EQ(decode_answer(c.receive()).de39, "57");
+  // The audit journal has a line per answered request, with the PAN masked.
+  stop();
+  switch_.reset();  // the journal is written out
+  std::ifstream audit(audit_path_);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(audit, l);) {
+    lines.push_back(l);
+  }
+  ASSERT_EQ(lines.size(), 3U);
+  EXPECT_NE(
+      lines[0].find(
+          R"("mti":"0100","pan":"476173******0119","amount":12500,"currency":840,"code":"00")"),
+      std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[2].find(R"("code":"57","reasons":"gambling")"), std::string::npos) << lines[2];
+  EXPECT_EQ(lines[0].find("4761739001010119"), std::string::npos);
+}
+
+// One HTTP/1.1 GET on loopback; the whole response (status line, headers, body).
+std::string http_get(std::uint16_t port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    std::array<char, 4096> buf{};
+    for (ssize_t n = 0; (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
+      out.append(buf.data(), static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST_F(ServerTest, MetricsAndHealthOverHttp) {
+  ASSERT_NE(switch_->http_port(), 0);
+  const Client c(port_);
+  Txn t;
+  t.stan = "700001";
+  c.send(t);
+  ASSERT_EQ(decode_answer(c.receive()).de39, "00");
+  const std::string metrics = http_get(switch_->http_port(), "/metrics");
+  EXPECT_EQ(metrics.rfind("HTTP/1.1 200", 0), 0U) << metrics;
+  EXPECT_NE(metrics.find(R"(authswitch_responses_total{network="acq",mti="0100",code="00"} 1)"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(R"(authswitch_connections{network="acq"} 1)"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(R"(authswitch_request_duration_seconds_count{network="acq"} 1)"),
+            std::string::npos)
+      << metrics;
+  EXPECT_EQ(http_get(switch_->http_port(), "/healthz").rfind("HTTP/1.1 200", 0), 0U);
+}
+
+TEST_F(ServerTest, NetworkManagementIsAnsweredAtOnce) {
+  const Client c(port_);
   Txn echo;
   echo.mti = 800;
   echo.pan.clear();
@@ -221,7 +293,7 @@ TEST_F(ServerTest, ApprovesAndDeclinesOverTcp) {
   echo.de70 = "301";
   echo.stan = "000004";
   c.send(echo);
-  a = decode_answer(c.receive());
+  const Answer a = decode_answer(c.receive());
   EXPECT_EQ(a.mti, 810);
   EXPECT_EQ(a.de39, "00");
 }

@@ -1,0 +1,117 @@
+#pragma once
+// The audit journal (issue 5): one JSON line per answered request (time, network, MTI, masked
+// PAN, amount, currency, response code, reasons, latency), written by its own thread so shard
+// threads never block on a disk (DESIGN.md section 1: "moodycamel queues for everything that
+// leaves a shard").
+//
+// Shards append fixed-size AuditRecords through their own Producer (a moodycamel explicit
+// producer token) with try_enqueue into a queue sized at construction: no lock, no allocation,
+// no syscall per record. A full queue drops the record and counts it (backpressure; the journal
+// never grows). The writer thread takes records in bulk, formats them, appends them to the file
+// with one write(2) per batch, and rotates the file by size (path -> path.1 -> ... -> path.N,
+// the oldest removed). A record never holds a PAN: only its masked form (first 6, last 4).
+//
+// Thread-safety: one Producer per producing thread; stats() from any thread; stop() from one.
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace authswitch::switching {
+
+struct AuditRecord {
+  std::int64_t time_ms = 0;  // when the response was sent, ms since the epoch (UTC)
+  std::uint32_t latency_us = 0;
+  std::uint16_t network = 0;  // index into Journal::Options::networks
+  std::uint16_t mti = 0;      // of the request, e.g. 100
+  std::int64_t amount_minor = 0;
+  std::uint16_t currency = 0;  // ISO 4217 numeric
+  std::array<char, 2> code{'0', '0'};
+  std::uint8_t masked_pan_len = 0;
+  std::array<char, 19> masked_pan{};  // "476173******0119"; never the clear PAN
+  std::uint8_t reasons_len = 0;
+  std::array<char, 96> reasons{};  // rule ids or the script's reason, ';'-separated
+
+  // Copies `pan_masked` (already masked by limits::mask_pan) and `reasons`, cutting them to size.
+  void set_masked_pan(std::string_view pan_masked) noexcept;
+  void set_reasons(std::string_view text) noexcept;
+};
+
+class Journal {
+ public:
+  struct Options {
+    std::string path;                        // the live file; rotated ones get .1, .2, ...
+    std::uint64_t rotate_bytes = 256 << 20;  // rotate once the live file is at least this big
+    std::size_t rotated_files_max = 5;
+    std::size_t queue_capacity = 1 << 16;  // records in flight between shards and the writer
+    std::size_t producers_max = 64;
+    std::vector<std::string> networks;  // names by AuditRecord::network
+  };
+
+  struct Stats {
+    std::uint64_t written = 0;
+    std::uint64_t dropped = 0;  // queue full
+    std::uint64_t rotations = 0;
+    std::uint64_t write_errors = 0;
+  };
+
+  // Opens (appends to) the file and starts the writer thread. Throws std::runtime_error when the
+  // file cannot be opened.
+  explicit Journal(Options options);
+  // Writes everything queued, then stops.
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+  Journal(Journal&&) = delete;
+  Journal& operator=(Journal&&) = delete;
+
+  class Producer {
+   public:
+    // False (and counted as dropped) when the queue is full. Wait-free, no allocation.
+    bool append(const AuditRecord& r) noexcept;
+    ~Producer();
+    Producer(Producer&&) noexcept;
+    Producer& operator=(Producer&&) = delete;
+    Producer(const Producer&) = delete;
+    Producer& operator=(const Producer&) = delete;
+
+   private:
+    friend class Journal;
+    struct Token;
+    Producer(Journal& journal, std::unique_ptr<Token> token) noexcept;
+    Journal* journal_;
+    std::unique_ptr<Token> token_;
+  };
+
+  // Startup: one per producing thread (at most Options::producers_max).
+  [[nodiscard]] Producer producer();
+
+  // Writes everything queued and stops the writer (idempotent; the destructor calls it).
+  void stop() noexcept;
+  [[nodiscard]] Stats stats() const noexcept;
+
+ private:
+  struct Queue;
+  void run() noexcept;
+  void write_batch(std::string_view text) noexcept;
+  void rotate() noexcept;
+
+  Options options_;
+  std::unique_ptr<Queue> queue_;
+  int fd_ = -1;
+  std::uint64_t file_bytes_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> written_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> rotations_{0};
+  std::atomic<std::uint64_t> write_errors_{0};
+  std::thread writer_;
+};
+
+}  // namespace authswitch::switching
