@@ -36,6 +36,8 @@ class HttpEndpoint::Impl {
         healthy_(std::move(healthy)),
         io_(std::make_unique<Io>()) {}
 
+  void set_reload(std::function<void()> reload) { reload_ = std::move(reload); }
+
   // Startup: throws std::runtime_error naming the address.
   std::uint16_t bind() {
     const std::string where = options_.listen.text();
@@ -107,7 +109,8 @@ class HttpEndpoint::Impl {
   Options options_;
   std::function<std::string()> metrics_;
   std::function<bool()> healthy_;
-  std::size_t connections_ = 0;  // declared before io_: connections count down as they go
+  std::function<void()> reload_;  // set before start(); then read on the endpoint's thread
+  std::size_t connections_ = 0;   // declared before io_: connections count down as they go
   std::unique_ptr<Io> io_;
   std::thread thread_;
   bool started_ = false;
@@ -206,6 +209,18 @@ void HttpEndpoint::Impl::answer(http::verb verb, std::string_view target,
   const bool metrics = path == "/metrics";
   const bool health = path == "/healthz";
   res.set(http::field::content_type, kTextContentType);
+  if (path == "/-/reload" && reload_) {
+    if (verb != http::verb::post) {
+      res.result(http::status::method_not_allowed);
+      res.set(http::field::allow, "POST");
+      res.body() = "method not allowed\n";
+      return;
+    }
+    reload_();  // asynchronous: the outcome is logged and counted
+    res.result(http::status::accepted);
+    res.body() = "reload requested\n";
+    return;
+  }
   if (!metrics && !health) {
     res.result(http::status::not_found);
     res.body() = "not found\n";
@@ -235,6 +250,8 @@ void HttpEndpoint::Impl::answer(http::verb verb, std::string_view target,
     res.body() = "internal error\n";
   }
 }
+
+void HttpEndpoint::on_reload(std::function<void()> reload) { impl_->set_reload(std::move(reload)); }
 
 HttpEndpoint::HttpEndpoint(Options options, std::function<std::string()> metrics,
                            std::function<bool()> healthy) {

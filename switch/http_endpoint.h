@@ -44,6 +44,9 @@ class HttpEndpoint {
   // limit or a missing callback.
   HttpEndpoint(Options options, std::function<std::string()> metrics,
                std::function<bool()> healthy);
+  // Serves POST /-/reload by calling `reload` (which must not block; 202 Accepted). Call before
+  // start(); without it /-/reload is 404.
+  void on_reload(std::function<void()> reload);
   // Stops (see stop()).
   ~HttpEndpoint();
   HttpEndpoint(const HttpEndpoint&) = delete;

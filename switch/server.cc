@@ -205,6 +205,11 @@ class Server::Impl {
   void accept(std::size_t network);
   void do_stop();
   void wait_drained();
+  void do_reload() noexcept;
+  void wait_hangup(asio::signal_set& hangups);
+
+  std::atomic<std::uint64_t> reloads{0};
+  std::atomic<std::uint64_t> reload_failures{0};
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -706,6 +711,36 @@ void Server::Impl::accept(std::size_t network) {
       });
 }
 
+// SIGHUP: reload the rule file; again for the next one.
+void Server::Impl::wait_hangup(asio::signal_set& hangups) {
+  hangups.async_wait([this, &hangups](const boost::system::error_code& ec, int) {
+    if (!ec) {
+      do_reload();
+      wait_hangup(hangups);
+    }
+  });
+}
+
+// On run()'s thread (RuleStore has one writer). A file that does not compile changes nothing:
+// the shards keep deciding with the set they have.
+void Server::Impl::do_reload() noexcept {
+  try {
+    auto next = risk::load_rules(config.rules.file);
+    const std::string version(next->version());
+    rules.publish(std::move(next));
+    reloads.fetch_add(1, std::memory_order_relaxed);
+    log_line("info", "rules_reloaded", "", version);
+  } catch (const std::exception& e) {
+    reload_failures.fetch_add(1, std::memory_order_relaxed);
+    // The error names file, line and rule; it holds no card data. Quotes would break the
+    // JSON line, so they are replaced.
+    std::string why = e.what();
+    std::replace(why.begin(), why.end(), '"', '\'');
+    std::replace(why.begin(), why.end(), '\n', ' ');
+    log_line("error", "rules_reload_failed", "", why);
+  }
+}
+
 void Server::Impl::do_stop() {
   for (auto& a : acceptors) {
     if (a != nullptr) {
@@ -764,9 +799,11 @@ void Server::run(bool handle_signals) {
     }
   }
   if (impl_->http != nullptr) {
+    impl_->http->on_reload([this] { reload_rules(); });
     impl_->http->start();
   }
   std::optional<asio::signal_set> signals;
+  std::optional<asio::signal_set> hangups;
   if (handle_signals) {
     signals.emplace(impl_->io, SIGTERM, SIGINT);
     signals->async_wait([this](const boost::system::error_code& ec, int) {
@@ -774,6 +811,8 @@ void Server::run(bool handle_signals) {
         stop();
       }
     });
+    hangups.emplace(impl_->io, SIGHUP);
+    impl_->wait_hangup(*hangups);
   }
   // stop() may have been called before run(): honour it.
   asio::post(impl_->io, [this] {
@@ -789,6 +828,10 @@ void Server::run(bool handle_signals) {
   if (impl_->http != nullptr) {
     impl_->http->stop();
   }
+}
+
+void Server::reload_rules() noexcept {
+  asio::post(impl_->io, [this] { impl_->do_reload(); });
 }
 
 void Server::stop() noexcept {
@@ -808,6 +851,8 @@ Server::Totals Server::totals() const noexcept {
     t.responses += s->stats().responses.load(std::memory_order_relaxed);
     t.closed_bad_input += s->stats().closed_bad_input.load(std::memory_order_relaxed);
   }
+  t.rule_reloads = impl_->reloads.load(std::memory_order_relaxed);
+  t.rule_reload_failures = impl_->reload_failures.load(std::memory_order_relaxed);
   return t;
 }
 

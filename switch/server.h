@@ -24,8 +24,9 @@
 // Operations: Prometheus metrics on /metrics and /healthz ([http], switch/http_endpoint.h), an
 // audit journal line per response ([audit], switch/journal.h).
 //
-// Not yet (issue 5 continues): dial networks, TLS, sign-on enforcement and idle echoes,
-// SIGHUP rule reloads.
+// Rules: SIGHUP (or reload_rules()) reloads the rule file and swaps the whole set in.
+//
+// Not yet (issue 5 continues): dial networks, TLS, sign-on enforcement and idle echoes.
 //
 // Thread-safety: construct, run() and listening_port() from one thread; stop() from any
 // thread.
@@ -58,6 +59,10 @@ class Server {
   void run(bool handle_signals = false);
   // Asks run() to stop: no new connections or requests; everything accepted is answered.
   void stop() noexcept;
+  // Reloads the rule file ([rules] file; also on SIGHUP when run() handles signals): compiled on
+  // run()'s thread and swapped in whole (risk::RuleStore), so no request is decided by a
+  // half-loaded set; a file that does not compile changes nothing and is logged. Any thread.
+  void reload_rules() noexcept;
 
   // The port network `index` (in configuration order, listen networks only) is bound to.
   [[nodiscard]] std::uint16_t listening_port(std::size_t index) const;
@@ -70,6 +75,8 @@ class Server {
     std::uint64_t requests = 0;
     std::uint64_t responses = 0;
     std::uint64_t closed_bad_input = 0;
+    std::uint64_t rule_reloads = 0;
+    std::uint64_t rule_reload_failures = 0;
   };
   [[nodiscard]] Totals totals() const noexcept;
 

@@ -70,6 +70,7 @@ struct Options {
   std::string input;
   std::string network;
   bool json = false;
+  std::string http;
   std::string rule;
   std::string country;
   std::int64_t days = 0;
@@ -185,6 +186,7 @@ struct Commands {
   CLI::App* profile_list = nullptr;
   CLI::App* rules_test = nullptr;
   CLI::App* rules_check = nullptr;
+  CLI::App* rules_reload = nullptr;
 };
 
 Commands define_commands(CLI::App& app, Options& o) {
@@ -247,6 +249,10 @@ Commands define_commands(CLI::App& app, Options& o) {
   c.rules_test->add_option("--input", o.input, "JSON lines file (default: stdin)");
   c.rules_test->add_option("--network", o.network, "response-code policy to use");
   c.rules_test->add_flag("--json", o.json, "one JSON object per decision");
+  c.rules_reload = rules->add_subcommand(
+      "reload", "ask a running switch to reload its rule file (POST /-/reload, as SIGHUP does)");
+  c.rules_reload->add_option("--http", o.http,
+                             "the switch's HTTP endpoint HOST:PORT (default 127.0.0.1:9464)");
   return c;
 }
 
@@ -285,7 +291,29 @@ int run_rules(const Commands& c, const Options& o) {
   return admin::test_rules(*set, in, options, std::cout, std::cerr);
 }
 
+// rules reload: POST /-/reload to a switch's HTTP endpoint; 202 means the reload was asked
+// for (its outcome is in the switch's log and /metrics).
+int run_reload(const Options& o) {
+  const std::string text = o.http.empty() ? std::string("127.0.0.1:9464") : o.http;
+  const std::optional<admin::RedisAddress> address = admin::parse_redis_address(text);
+  if (!address) {
+    throw BadInput("--http: " + admin::printable(text) + " is not HOST:PORT");
+  }
+  const std::string response = admin::http_post(*address, "/-/reload", kConnectTimeout);
+  const std::string status = response.substr(0, response.find('\r'));
+  if (status.rfind("HTTP/1.1 202", 0) != 0) {
+    std::cerr << "authswitch-admin: " << text << ": "
+              << (status.empty() ? std::string("no answer") : status) << '\n';
+    return admin::kExitRuntime;
+  }
+  std::cout << "reload requested from " << text << '\n';
+  return admin::kExitOk;
+}
+
 int run(const Commands& c, const Options& o) {
+  if (c.rules_reload->parsed()) {
+    return run_reload(o);
+  }
   if (c.rules_check->parsed() || c.rules_test->parsed()) {
     return run_rules(c, o);
   }

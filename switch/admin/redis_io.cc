@@ -1,10 +1,16 @@
 #include "switch/admin/redis_io.h"
 
+#include <array>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <stdexcept>
 #include <utility>
 
+#include <netdb.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "base/assert.h"
 
@@ -33,6 +39,45 @@ std::optional<RedisAddress> parse_redis_address(std::string_view text) {
     return std::nullopt;
   }
   return RedisAddress{std::string(text.substr(0, colon)), static_cast<std::uint16_t>(port)};
+}
+
+std::string http_post(const RedisAddress& address, std::string_view path,
+                      std::chrono::milliseconds timeout) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(address.port);
+  if (::getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
+    throw std::runtime_error(address.text() + ": cannot resolve");
+  }
+  const int fd = ::socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  (void)::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const bool connected = fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) == 0;
+  ::freeaddrinfo(found);
+  if (!connected) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    throw std::runtime_error(address.text() + ": " + why);
+  }
+  const std::string request = "POST " + std::string(path) + " HTTP/1.1\r\nHost: " + address.host +
+                              "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+  std::string response;
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+      static_cast<ssize_t>(request.size())) {
+    std::array<char, 4096> buf{};
+    for (ssize_t n = 0; (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
+      response.append(buf.data(), static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return response;
 }
 
 RedisContextPtr connect_redis(const RedisAddress& address,

@@ -54,6 +54,12 @@ struct RedisReplyFree {
 using RedisContextPtr = std::unique_ptr<redisContext, RedisContextFree>;
 using RedisReplyPtr = std::unique_ptr<redisReply, RedisReplyFree>;
 
+// One HTTP/1.1 POST with an empty body to `address`, `path`; returns the whole response (status
+// line first), or "" when nothing came back within `timeout`. Throws RedisError-free
+// std::runtime_error when the connection is refused. For `rules reload`.
+[[nodiscard]] std::string http_post(const RedisAddress& address, std::string_view path,
+                                    std::chrono::milliseconds timeout);
+
 // Connects within `connect_timeout`; every later read or write times out after
 // `command_timeout`, so the tool never hangs. Throws RedisError.
 [[nodiscard]] RedisContextPtr connect_redis(const RedisAddress& address,

@@ -18,11 +18,15 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -897,6 +901,39 @@ TEST_F(AdminRules, CheckListsTheRulesAndABadFileIsRejectedWithItsErrors) {
   r = admin({"rules", "check", (std::filesystem::path(dir_) / "missing.toml").string()}, "", false);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("missing.toml: cannot open"), std::string::npos) << r.err;
+}
+
+TEST_F(AdminRules, ReloadPostsToTheSwitchsEndpoint) {
+  // A stand-in for the switch's HTTP endpoint: one connection, answered 202.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), len), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string http = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  std::string request;
+  std::thread fake([&] {
+    const int fd = ::accept(listener, nullptr, nullptr);
+    std::array<char, 1024> buf{};
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    request.assign(buf.data(), static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+    const std::string reply = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+    (void)::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+    ::close(fd);
+  });
+  const Outcome r = admin({"rules", "reload", "--http", http}, "", false);
+  fake.join();
+  ::close(listener);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "reload requested from " + http + "\n");
+  EXPECT_EQ(request.rfind("POST /-/reload HTTP/1.1\r\n", 0), 0U) << request;
+  // Nothing listening: a clear error, exit 1.
+  const Outcome down = admin({"rules", "reload", "--http", http}, "", false);
+  EXPECT_EQ(down.status, 1);
+  EXPECT_NE(down.err.find(http + ": Connection refused"), std::string::npos) << down.err;
 }
 
 TEST_F(AdminRules, TheShippedRuleFileAndSampleTrafficPass) {

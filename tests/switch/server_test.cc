@@ -169,9 +169,10 @@ class ServerTest : public support::SharedRedisTest {
         "[switch]\nshards = 2\n[redis]\naddress = \"127.0.0.1:" + std::to_string(server().port()) +
         "\"\n[[network]]\nname = \"acq\"\nrole = \"listen\"\naddress = "
         "\"127.0.0.1:0\"\ndialect = \"iso87-ascii\"\nframing = "
-        "\"len2-binary\"\nbudget = \"500ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = "
+        "\"len2-binary\"\nbudget = \"500ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n[rules]\nfile = "
         "\"" +
-        audit_path_ + "\"\n";
+        rules_path_ + "\"\n[audit]\npath = \"" + audit_path_ + "\"\n";
+    std::ofstream(rules_path_) << kRules;
     config_ = load_config(text, "server_test.toml");
     switch_ = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
     port_ = switch_->listening_port(0);
@@ -181,6 +182,7 @@ class ServerTest : public support::SharedRedisTest {
     stop();
     switch_.reset();
     std::filesystem::remove(audit_path_);
+    std::filesystem::remove(rules_path_);
     support::SharedRedisTest::TearDown();
   }
   void stop() {
@@ -190,7 +192,10 @@ class ServerTest : public support::SharedRedisTest {
     }
   }
 
-  // Each test's own journal file (removed after the test).
+  // Each test's own rule file (the set the switch starts with is kRules) and journal file.
+  std::string rules_path_ = (std::filesystem::temp_directory_path() /
+                             ("server_test_rules_" + std::to_string(::getpid()) + ".toml"))
+                                .string();
   std::string audit_path_ = (std::filesystem::temp_directory_path() /
                              ("server_test_audit_" + std::to_string(::getpid()) + ".jsonl"))
                                 .string();
@@ -238,8 +243,8 @@ TEST_F(ServerTest, ApprovesAndDeclinesOverTcp) {
   EXPECT_EQ(lines[0].find("4761739001010119"), std::string::npos);
 }
 
-// One HTTP/1.1 GET on loopback; the whole response (status line, headers, body).
-std::string http_get(std::uint16_t port, const std::string& path) {
+// One HTTP/1.1 request on loopback; the whole response (status line, headers, body).
+std::string http_request(std::uint16_t port, const std::string& method, const std::string& path) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -249,7 +254,8 @@ std::string http_get(std::uint16_t port, const std::string& path) {
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string out;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    const std::string req =
+        method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n";
     (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
     std::array<char, 4096> buf{};
     for (ssize_t n = 0; (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
@@ -258,6 +264,13 @@ std::string http_get(std::uint16_t port, const std::string& path) {
   }
   ::close(fd);
   return out;
+}
+
+std::string http_get(std::uint16_t port, const std::string& path) {
+  return http_request(port, "GET", path);
+}
+std::string http_post(std::uint16_t port, const std::string& path) {
+  return http_request(port, "POST", path);
 }
 
 TEST_F(ServerTest, MetricsAndHealthOverHttp) {
@@ -278,6 +291,40 @@ TEST_F(ServerTest, MetricsAndHealthOverHttp) {
             std::string::npos)
       << metrics;
   EXPECT_EQ(http_get(switch_->http_port(), "/healthz").rfind("HTTP/1.1 200", 0), 0U);
+}
+
+TEST_F(ServerTest, RulesReloadWholeAndABadFileChangesNothing) {
+  const Client c(port_);
+  Txn gambling;
+  gambling.mcc = "7995";
+  gambling.stan = "800001";
+  c.send(gambling);
+  EXPECT_EQ(decode_answer(c.receive()).de39, "57");
+  const auto wait_for = [&](auto done) {
+    for (int i = 0; i < 2'000 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return done();
+  };
+  // The issuer lifts the gambling rule: the next authorization is decided by the new set.
+  std::ofstream(rules_path_) << "version = \"t2\"\n[[rule]]\nid = \"big\"\nwhen = \"amount > "
+                                "100000000\"\naction = \"decline\"\n";
+  switch_->reload_rules();
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().rule_reloads == 1; }));
+  gambling.stan = "800002";
+  c.send(gambling);
+  EXPECT_EQ(decode_answer(c.receive()).de39, "00");
+  // The same through the HTTP endpoint (what `authswitch-admin rules reload` posts).
+  EXPECT_EQ(http_post(switch_->http_port(), "/-/reload").rfind("HTTP/1.1 202", 0), 0U);
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().rule_reloads == 2; }));
+  // A broken file is refused and logged; the switch keeps deciding with t2.
+  std::ofstream(rules_path_) << "version = \"t3\"\n[[rule]]\nid = \"x\"\nwhen = \"amout > 1\"\n";
+  switch_->reload_rules();
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().rule_reload_failures == 1; }));
+  gambling.stan = "800003";
+  c.send(gambling);
+  EXPECT_EQ(decode_answer(c.receive()).de39, "00");
+  EXPECT_EQ(switch_->totals().rule_reloads, 2U);
 }
 
 TEST_F(ServerTest, NetworkManagementIsAnsweredAtOnce) {
