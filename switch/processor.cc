@@ -1177,7 +1177,9 @@ void Processor::audit(const Slot& s, std::string_view code) noexcept {
         continue;  // decided by an older set
       }
       const std::string_view id = set.rules()[f.rule].id;
-      if (len + id.size() + 1 > reasons.size()) {
+      // Shadow rules are reported too (they never changed the outcome), marked as such.
+      const std::string_view mark = f.shadow ? "(shadow)" : "";
+      if (len + id.size() + mark.size() + 1 > reasons.size()) {
         break;
       }
       if (len > 0) {
@@ -1185,6 +1187,8 @@ void Processor::audit(const Slot& s, std::string_view code) noexcept {
       }
       std::copy(id.begin(), id.end(), reasons.begin() + static_cast<std::ptrdiff_t>(len));
       len += id.size();
+      std::copy(mark.begin(), mark.end(), reasons.begin() + static_cast<std::ptrdiff_t>(len));
+      len += mark.size();
     }
   }
   r.set_reasons({reasons.data(), len});
