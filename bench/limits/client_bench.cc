@@ -38,6 +38,7 @@
 #include "risk/rules.h"
 #include "tests/support/alloc_counter.h"
 #include "tests/support/redis_server.h"
+#include "tests/support/sample_auth.h"
 
 namespace authswitch::limits {
 namespace {
@@ -106,19 +107,9 @@ class AuthArgs {
     txn_[0] = 'c';
     const auto r = std::to_chars(txn_.data() + 1, txn_.data() + txn_.size(), n);
     const std::string_view txn(txn_.data(), static_cast<std::size_t>(r.ptr - txn_.data()));
-    const AuthRequest req{.txn_key = txn,
-                          .amount_minor = 100,
-                          .currency = "840",
-                          .channel = "pos",
-                          .mcc = "5411",
-                          .presented_expiry = "",
-                          .day = "20231114",
-                          .month = "202311",
-                          .current_yymm = "2311",
-                          .partial_ok = false,
-                          .hold_ttl_ms = 604'800'000,
-                          .limits = {1'000'000, 900'000'000'000'000, 1'000'000'000,
-                                     900'000'000'000'000, 1'000'000'000}};
+    const AuthRequest req = support::sample_auth(
+        txn, 100,
+        {1'000'000, 900'000'000'000'000, 1'000'000'000, 900'000'000'000'000, 1'000'000'000});
     return call_.set_auth(sha_, "auth", "1", "tok1", req, 1'700'000'000'000, 86'400'000, "fp");
   }
 

@@ -24,6 +24,7 @@
 #include "tests/support/alloc_counter.h"
 #include "tests/support/pipeline_driver.h"
 #include "tests/support/redis_server.h"
+#include "tests/support/sample_auth.h"
 
 namespace authswitch::limits {
 namespace {
@@ -170,18 +171,7 @@ struct AuthCall {
   std::span<const std::string_view> args;
 
   AuthCall(std::string_view sha, std::string_view txn, std::int64_t amount) {
-    AuthRequest r{.txn_key = txn,
-                  .amount_minor = amount,
-                  .currency = "840",
-                  .channel = "pos",
-                  .mcc = "5411",
-                  .presented_expiry = "",
-                  .day = "20231114",
-                  .month = "202311",
-                  .current_yymm = "2311",
-                  .partial_ok = false,
-                  .hold_ttl_ms = 604'800'000,
-                  .limits = {50'000, 100'000, 10, 1'000'000, 100}};
+    const AuthRequest r = support::sample_auth(txn, amount, {50'000, 100'000, 10, 1'000'000, 100});
     EXPECT_TRUE(call.set_auth(sha, "auth", "1", "tok1", r, 1'700'000'000'000, 86'400'000, txn));
     args = call.args();
   }

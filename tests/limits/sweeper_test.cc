@@ -17,6 +17,7 @@
 #include "tests/support/alloc_counter.h"
 #include "tests/support/pipeline_driver.h"
 #include "tests/support/redis_fixture.h"
+#include "tests/support/sample_auth.h"
 
 namespace authswitch::limits {
 namespace {
@@ -55,17 +56,9 @@ class SweeperTest : public support::SharedRedisTest {
   // the index as a switch does after an approval.
   void hold(const std::string& account, const std::string& txn, std::int64_t amount,
             std::int64_t now) {
-    AuthRequest r;
-    r.txn_key = txn;
-    r.amount_minor = amount;
-    r.currency = "840";
-    r.channel = "pos";
-    r.mcc = "5411";
-    r.day = "20231114";
-    r.month = "202311";
-    r.current_yymm = "2311";
+    AuthRequest r =
+        support::sample_auth(txn, amount, {1'000'000, 10'000'000, 1'000, 10'000'000, 1'000});
     r.hold_ttl_ms = kTtl;
-    r.limits = {1'000'000, 10'000'000, 1'000, 10'000'000, 1'000};
     HoldsCall call;
     ASSERT_TRUE(call.set_auth(sha_, "auth", account, "tok", r, now, 86'400'000, txn));
     const auto reply = support::redis_command(redis(), call.args());
