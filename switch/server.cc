@@ -90,11 +90,12 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   std::size_t fill_len_ = 0;
   bool writing_ = false;
   bool reading_ = false;
-  bool paused_ = false;  // the processor was busy: resume after a response
+  bool paused_ = false;  // the processor was busy or the cap reached: resume after a response
   bool draining_ = false;
   bool closed_ = false;
   std::size_t outstanding_ = 0;    // accepted requests not answered yet
   std::vector<std::byte> header_;  // the fixed frame header of the last request, echoed
+  std::size_t in_flight_max_;      // the network's per-connection cap
   std::uint32_t slot_;
   std::uint32_t generation_;
 };
@@ -223,6 +224,7 @@ Server::Session::Session(Server::Shard& shard, std::size_t network, tcp::socket 
       decoder_(shard.network(network).framing, shard.network(network).dialect),
       read_buf_(iso8583::max_buffered_bytes(shard.network(network).framing) + kReadChunkBytes),
       header_(shard.network(network).framing.header_bytes),
+      in_flight_max_(std::max<std::size_t>(shard.network(network).in_flight_max, 1)),
       slot_(slot),
       generation_(generation) {
   for (auto& b : write_bufs_) {
@@ -277,9 +279,12 @@ void Server::Session::process() noexcept {
       return;
     }
     if (f.status == iso8583::FrameStatus::kComplete) {
+      if (outstanding_ >= in_flight_max_) {
+        paused_ = true;  // the network's in-flight cap: read on after a response
+        break;
+      }
       std::copy(f.header.begin(), f.header.end(), header_.begin());
       const auto now = Clock::now();
-      shard_.count_request();
       ++outstanding_;  // before handle(): the response may come from inside it
       const HandleStatus s =
           shard_.processor(network_).handle(id_base(), f.message, now, wall_ms());
@@ -295,6 +300,8 @@ void Server::Session::process() noexcept {
       }
       if (s == HandleStatus::kNotARequest) {
         --outstanding_;
+      } else {
+        shard_.count_request();
       }
     }
     offset += f.consumed;

@@ -169,7 +169,8 @@ class ServerTest : public support::SharedRedisTest {
         "[switch]\nshards = 2\n[redis]\naddress = \"127.0.0.1:" + std::to_string(server().port()) +
         "\"\n[[network]]\nname = \"acq\"\nrole = \"listen\"\naddress = "
         "\"127.0.0.1:0\"\ndialect = \"iso87-ascii\"\nframing = "
-        "\"len2-binary\"\nbudget = \"500ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n[rules]\nfile = "
+        "\"len2-binary\"\nbudget = \"500ms\"\nin_flight_max = 8\n[http]\nlisten = "
+        "\"127.0.0.1:0\"\n[rules]\nfile = "
         "\"" +
         rules_path_ + "\"\n[audit]\npath = \"" + audit_path_ + "\"\n";
     std::ofstream(rules_path_) << kRules;
