@@ -522,6 +522,24 @@ function ops.debit(a)
   return new_transaction(a, 'C')
 end
 
+-- What refund and adjust share: a posting to the balance with no card or limit check, refused
+-- on a closed account or in another currency, recorded under the transaction key as `state`
+-- with posted = the amount. `valid(amount)` says which amounts the operation takes.
+local function post_to_balance(a, state, valid)
+  local id, amount, cur = a[5], tonumber(a[6]), a[7]
+  local ac = account()
+  if not ac.cur then return decline('14', 'no_account') end
+  if ac.st == 'closed' then return decline('62', 'account_closed') end
+  if cur ~= ac.cur then return decline('57', 'currency') end
+  if amount == nil or not valid(amount) then return decline('13', 'amount') end
+  if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
+  local h = { st = state, amt = 0, posted = amount, cur = cur, mcc = '', exp = now, ch = '',
+              day = '', mon = '', created = now }
+  redis.call('HSET', holds, id, pack_hold(h))
+  acct_add('bal', amount)
+  return reply('00', amount)
+end
+
 -- refund: txn_id amount currency
 -- Credit to the account (processing code 20). Money coming back to the customer: the card is
 -- not read (a refund on a blocked, lost, stolen or expired card is accepted) and neither is an
@@ -529,18 +547,7 @@ end
 -- account declines 62. Counts toward no limit. Recorded as R with posted = the credit, so that
 -- a reversal takes the credit back.
 function ops.refund(a)
-  local id, amount, cur = a[5], tonumber(a[6]), a[7]
-  local ac = account()
-  if not ac.cur then return decline('14', 'no_account') end
-  if ac.st == 'closed' then return decline('62', 'account_closed') end
-  if cur ~= ac.cur then return decline('57', 'currency') end
-  if amount == nil or amount <= 0 then return decline('13', 'amount') end
-  if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
-  local h = { st = 'R', amt = 0, posted = amount, cur = cur, mcc = '', exp = now, ch = '',
-              day = '', mon = '', created = now }
-  redis.call('HSET', holds, id, pack_hold(h))
-  acct_add('bal', amount)
-  return reply('00', amount)
+  return post_to_balance(a, 'R', function(x) return x > 0 end)
 end
 
 -- adjust: txn_id amount(signed) currency
@@ -549,20 +556,7 @@ end
 -- the balance below zero), a closed account declines 62. Recorded as A with posted = amount,
 -- so a replay of the same key changes nothing; a reversal of it is acknowledged and ignored.
 function ops.adjust(a)
-  local id, amount, cur = a[5], tonumber(a[6]), a[7]
-  local ac = account()
-  if not ac.cur then return decline('14', 'no_account') end
-  if ac.st == 'closed' then return decline('62', 'account_closed') end
-  if cur ~= ac.cur then return decline('57', 'currency') end
-  if amount == nil or amount == 0 or amount ~= math.floor(amount) then
-    return decline('13', 'amount')
-  end
-  if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
-  local h = { st = 'A', amt = 0, posted = amount, cur = cur, mcc = '', exp = now, ch = '',
-              day = '', mon = '', created = now }
-  redis.call('HSET', holds, id, pack_hold(h))
-  acct_add('bal', amount)
-  return reply('00', amount)
+  return post_to_balance(a, 'A', function(x) return x ~= 0 and x == math.floor(x) end)
 end
 
 -- capture: hold_id final_amount. A completion is never declined: it posts the final amount

@@ -36,6 +36,7 @@
 #include "limits/pan_token.h"
 #include "tests/support/redis_fixture.h"
 #include "tests/support/redis_server.h"
+#include "tests/support/sample_auth.h"
 
 namespace authswitch::limits {
 namespace {
@@ -245,17 +246,8 @@ class AdminTest : public support::SharedRedisTest {
   // The holds script's auth of `amount` on the card `pan`, as a switch sends it.
   std::string auth(const std::string& txn, const std::string& pan, std::int64_t amount) {
     const auto sha = cmd({"SCRIPT", "LOAD", holds_script()});
-    AuthRequest r;
-    r.txn_key = txn;
-    r.amount_minor = amount;
-    r.currency = "840";
-    r.channel = "pos";
-    r.mcc = "5411";
-    r.day = "20231114";
-    r.month = "202311";
-    r.current_yymm = "2311";
+    AuthRequest r = support::sample_auth(txn, amount, {500'000, 1'000'000, 50, 5'000'000, 500});
     r.hold_ttl_ms = kHoldTtl;
-    r.limits = {500'000, 1'000'000, 50, 5'000'000, 500};
     HoldsCall call;
     const std::string token = token_of(pan);
     const std::string fingerprint = "fp-" + txn;  // the call keeps views: they must outlive it
