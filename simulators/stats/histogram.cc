@@ -150,15 +150,14 @@ std::uint64_t LatencyHistogram::percentile(double q) const noexcept {
   }
   // NaN becomes 0 too: !(q > 0) holds for it.
   const double clamped = !(q > 0) ? 0.0 : std::min(q, 1.0);
+  // The rank of the value wanted, 1-based. Rank 0 (q = 0) is reached before the first value:
+  // the lowest bucket, clamped to min(). Rounding of q * count cannot go beyond the last value.
   const double wanted = std::ceil(clamped * static_cast<double>(count_));
-  // The rank of the value wanted, 1-based: at least the first value (q = 0 is min()), at most
-  // the last (rounding of q * count cannot go beyond it).
-  std::uint64_t rank = 1;
-  if (wanted >= static_cast<double>(count_)) {
-    rank = count_;
-  } else if (wanted > 1) {
-    rank = static_cast<std::uint64_t>(wanted);
+  if (!(wanted >= 1)) {
+    return min_;
   }
+  const std::uint64_t rank =
+      wanted >= static_cast<double>(count_) ? count_ : static_cast<std::uint64_t>(wanted);
   std::uint64_t cumulative = 0;
   for (std::size_t i = bucket_index(min_); i < counts_.size(); ++i) {
     cumulative += counts_[i];

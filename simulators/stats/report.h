@@ -11,6 +11,7 @@
 // PANs: the report never masks anything. Whoever fills mismatch_samples must mask PANs first;
 // the renderers copy the samples verbatim (HTML-escaped in render_html).
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
