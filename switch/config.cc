@@ -568,6 +568,7 @@ void read_network_common(Section& s, NetworkConfig& out) {
     out.in_flight_max = static_cast<std::uint32_t>(*v);
   }
   s.duration("echo_interval", {kSecond, kHour, true}, out.echo_interval);
+  s.duration("read_timeout", {milliseconds(100), kHour}, out.read_timeout);
   if (auto v = s.boolean("sign_on_required")) {
     out.sign_on_required = *v;
   }
@@ -705,6 +706,7 @@ void describe_network(std::ostringstream& o, const NetworkConfig& n) {
     << "budget = " << quote(format_duration(n.budget)) << '\n'
     << "in_flight_max = " << n.in_flight_max << '\n'
     << "echo_interval = " << quote(format_duration(n.echo_interval)) << '\n'
+    << "read_timeout = " << quote(format_duration(n.read_timeout)) << '\n'
     << "sign_on_required = " << bool_text(n.sign_on_required) << '\n'
     << "response_codes = " << quote(n.response_codes) << '\n';
   if (n.role == NetworkRole::kListen) {

@@ -172,6 +172,8 @@ struct NetworkConfig {
   std::chrono::milliseconds budget{150};            // deadline = arrival + budget, then stand-in
   std::uint32_t in_flight_max = 1'024;              // per connection; beyond it reading pauses
   std::chrono::milliseconds echo_interval{30'000};  // 0800 echo on an idle link; 0: off
+  // A connection holding a partial frame this long (a slow or stuck writer) is closed.
+  std::chrono::milliseconds read_timeout{30'000};
   bool sign_on_required = false;  // traffic before a 0800 sign-on is refused / sent
   std::string response_codes;     // risk response-code policy; by default the network's name
   TlsConfig tls;

@@ -7,6 +7,11 @@
 // built-in defaults), applies the command-line overrides, loads the fraud rules and the PAN
 // token key, and serves until SIGTERM or SIGINT, then drains in-flight requests and exits 0.
 // A bad configuration or rule file fails at start with every problem on its own line (exit 2).
+//
+// Logs are JSON lines on stderr (switch/log.h). Once every listen network is bound, one line
+// per listen network gives its address, so tools read the port when the file says port 0:
+//   {"event":"listening","network":"acq","address":"127.0.0.1:40211","tls":"false",...}
+// Dial networks get a "dialing" line. At exit: {"event":"stopped",...} with the totals.
 
 #include <filesystem>
 #include <iostream>
@@ -18,6 +23,7 @@
 #include "risk/rules.h"
 #include "switch/cli_options.h"
 #include "switch/config.h"
+#include "switch/log.h"
 #include "switch/server.h"
 
 int main(int argc, char** argv) {
@@ -47,6 +53,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     sw::require_network(config);
+    sw::configure_log(config.instance.name, config.log.level);
     auto rules = authswitch::risk::load_rules(config.rules.file);
     const authswitch::limits::TokenKey key =
         config.keys.pan_token_key_file.empty()
@@ -54,15 +61,23 @@ int main(int argc, char** argv) {
             : authswitch::limits::load_token_key(config.keys.pan_token_key_file);
     sw::Server server(config, std::move(rules), key);
     for (std::size_t i = 0; i < config.networks.size(); ++i) {
-      if (config.networks[i].role == sw::NetworkRole::kListen) {
-        std::cerr << R"({"level":"info","event":"listening","network":")" << config.networks[i].name
-                  << R"(","port":)" << server.listening_port(i) << "}\n";
+      const sw::NetworkConfig& n = config.networks[i];
+      const std::string tls = n.tls.enabled ? "true" : "false";
+      if (n.role == sw::NetworkRole::kListen) {
+        const sw::HostPort bound{n.address.host, server.listening_port(i)};
+        sw::log_event(sw::LogLevel::kInfo, "listening", n.name, "",
+                      {{"address", bound.text()}, {"tls", tls}});
+      } else {
+        sw::log_event(sw::LogLevel::kInfo, "dialing", n.name, "",
+                      {{"address", n.address.text()}, {"tls", tls}});
       }
     }
     server.run(/*handle_signals=*/true);
     const sw::Server::Totals t = server.totals();
-    std::cerr << R"({"level":"info","event":"stopped","connections":)" << t.connections
-              << R"(,"requests":)" << t.requests << R"(,"responses":)" << t.responses << "}\n";
+    sw::log_event(sw::LogLevel::kInfo, "stopped", "", "",
+                  {{"connections", std::to_string(t.connections)},
+                   {"requests", std::to_string(t.requests)},
+                   {"responses", std::to_string(t.responses)}});
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "authswitch: " << e.what() << '\n';

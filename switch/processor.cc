@@ -1,7 +1,9 @@
 #include "switch/processor.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <stdexcept>
 
@@ -376,7 +378,9 @@ Processor::~Processor() { AS_ASSERT(in_use_ == 0); }
 // Intake.
 
 HandleStatus Processor::handle(std::uint64_t request_id, std::span<const std::byte> message,
-                               Clock::time_point arrival, std::int64_t now_ms) noexcept {
+                               Clock::time_point arrival, std::int64_t now_ms,
+                               ConnectionState* connection) noexcept {
+  ConnectionState& conn = connection != nullptr ? *connection : own_connection_;
   now_ = std::max(now_, arrival);
   if (message.empty() || message.size() > options_.max_message_bytes) {
     ++stats_.unreadable;
@@ -402,12 +406,25 @@ HandleStatus Processor::handle(std::uint64_t request_id, std::span<const std::by
   const std::uint16_t mti = s.view.mti();
   if (iso8583::response_mti(mti) == 0) {
     ++stats_.not_requests;
+    on_network_response(s, conn);
     s.answered = true;
     maybe_free(s);
     return HandleStatus::kNotARequest;
   }
   // Message class and function, without the version and origin digits (0101 -> 100).
-  switch (mti % 1000 - mti % 10) {
+  const int base = mti % 1000 - mti % 10;
+  const bool financial =
+      base == 100 || base == 200 || base == 120 || base == 220 || base == 400 || base == 420;
+  if (financial && conn.sign_on_required && !conn.signed_on) {
+    // Not signed on (DESIGN.md section 1): refused without touching Redis, advices and
+    // reversals included (the peer repeats them once signed on).
+    ++stats_.not_signed_on;
+    ++conn.refused_not_signed_on;
+    respond(s, "91", false);
+    maybe_free(s);
+    return HandleStatus::kAccepted;
+  }
+  switch (base) {
     case 100:
       ++stats_.authorizations;
       start_financial(s);
@@ -429,7 +446,7 @@ HandleStatus Processor::handle(std::uint64_t request_id, std::span<const std::by
     case 800:
     case 820:
       ++stats_.network;
-      on_network(s);
+      on_network(s, conn);
       break;
     default:
       ++stats_.other;
@@ -501,15 +518,19 @@ HandleStatus Processor::on_undecodable(Slot& s, const iso8583::Error& e) noexcep
 
 // 0800 / 0820: sign-on (DE 70 001), sign-off (002), echo (301) and the rest of the network
 // management codes are acknowledged at once; an unknown code is answered 12.
-void Processor::on_network(Slot& s) noexcept {
+void Processor::on_network(Slot& s, ConnectionState& c) noexcept {
   std::string_view code = "00";
   if (s.view.has(70)) {
     std::array<char, 8> buf{};
     const std::string_view info = iso8583::text_value(s.view.field(70), buf);
     if (info == "001") {
-      signed_on_ = true;
+      if (c.peer_signs_on) {
+        c.signed_on = true;
+      }
     } else if (info == "002") {
-      signed_on_ = false;
+      if (c.peer_signs_on) {
+        c.signed_on = false;
+      }
     } else if (info != "301" && info != "161" && info != "162" && info != "201" && info != "202") {
       code = "12";
     }
@@ -520,6 +541,70 @@ void Processor::on_network(Slot& s) noexcept {
     builder_.copy_from(s.view, 70);
   }
   respond_built(s, code);
+}
+
+// A response the switch does not answer (0110, 0810, ...). A network-management response is
+// described in the connection state, for the network layer to match with its own 0800.
+void Processor::on_network_response(const Slot& s, ConnectionState& c) noexcept {
+  const std::uint16_t mti = s.view.mti();
+  const int base = mti % 1000 - mti % 10;
+  c.response_mti = 0;
+  if (base != 810 && base != 830) {
+    return;
+  }
+  c.response_mti = static_cast<std::uint16_t>(base);
+  c.response_stan = UINT32_MAX;
+  c.response_approved = false;
+  std::array<char, 16> buf{};
+  if (s.view.has(11)) {
+    const std::string_view stan = iso8583::text_value(s.view.field(11), buf);
+    std::uint32_t v = 0;
+    bool digits = !stan.empty() && stan.size() <= 9;
+    for (const char ch : stan) {
+      digits = digits && ch >= '0' && ch <= '9';
+      v = v * 10 + static_cast<std::uint32_t>(ch - '0');
+    }
+    if (digits) {
+      c.response_stan = v;
+    }
+  }
+  if (s.view.has(39)) {
+    c.response_approved = iso8583::text_value(s.view.field(39), buf) == "00";
+  }
+}
+
+std::size_t Processor::encode_network_request(std::string_view code, std::uint32_t stan,
+                                              std::int64_t now_ms,
+                                              std::span<std::byte> out) noexcept {
+  // DE 7 transmission date and time, MMDDhhmmss (UTC); DE 11 n6.
+  const std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  std::array<char, 10> de7{};
+  const auto two = [&](std::size_t at, int v) {
+    de7[at] = static_cast<char>('0' + v / 10 % 10);
+    de7[at + 1] = static_cast<char>('0' + v % 10);
+  };
+  two(0, tm.tm_mon + 1);
+  two(2, tm.tm_mday);
+  two(4, tm.tm_hour);
+  two(6, tm.tm_min);
+  two(8, tm.tm_sec);
+  std::array<char, 6> de11{};
+  std::uint32_t v = stan % 1'000'000U;
+  for (std::size_t i = de11.size(); i-- > 0;) {
+    de11[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+  if (!dialect_.field(7).defined || !dialect_.field(11).defined || !dialect_.field(70).defined) {
+    return 0;  // a dialect without the network-management fields cannot carry our 0800
+  }
+  builder_.reset(800);
+  builder_.set_text(7, {de7.data(), de7.size()});
+  builder_.set_text(11, {de11.data(), de11.size()});
+  builder_.set_text(70, code);
+  const auto n = builder_.encode(out);
+  return n.has_value() ? *n : 0;
 }
 
 // Everything that touches an account: picks the operation, reads keys, amounts and the card,

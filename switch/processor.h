@@ -116,6 +116,27 @@ enum class HandleStatus : std::uint8_t {
 
 [[nodiscard]] std::string_view to_string(HandleStatus s) noexcept;
 
+// One connection's sign-on and network-management state (DESIGN.md section 1), owned by the
+// network layer's connection (not by the processor: a shard serves many connections of a
+// network) and passed to every handle() of that connection.
+struct ConnectionState {
+  // Financial requests (authorizations, financials, advices, reversals) are answered 91
+  // without Redis until `signed_on`; 0800 is always answered.
+  bool sign_on_required = false;
+  // Listen: the peer's last 0800 was a sign-on (DE 70 001) rather than a sign-off (002).
+  // Dial: the switch's own sign-on was answered 00 (set by the network layer).
+  bool signed_on = false;
+  // Whether the peer's 0800 001/002 change `signed_on` (listen: yes; dial: the switch signs on).
+  bool peer_signs_on = true;
+  // Requests answered 91 because the connection was not signed on.
+  std::uint64_t refused_not_signed_on = 0;
+  // Filled by handle() when it returns kNotARequest for a network-management response
+  // (0810/0830), for the network layer to match with the 0800 it sent.
+  std::uint16_t response_mti = 0;
+  std::uint32_t response_stan = 0;  // DE 11; UINT32_MAX when absent or not a number
+  bool response_approved = false;   // DE 39 = 00
+};
+
 // How a request is answered when Redis cannot decide it in time (DESIGN.md section 1).
 struct StandInPolicy {
   enum class Kind : std::uint8_t {
@@ -158,6 +179,7 @@ class Processor {
     std::uint64_t reversals = 0;       // 0400/0401, 0420/0421
     std::uint64_t network = 0;         // 0800
     std::uint64_t other = 0;           // answered 12
+    std::uint64_t not_signed_on = 0;   // financial requests answered 91: no sign-on yet
     // Responses by code class.
     std::uint64_t approved = 0;       // 00, 10 (acknowledged advices and reversals included)
     std::uint64_t declined = 0;       // business declines (05, 14, 51, 57, 59, 61, ...)
@@ -195,8 +217,19 @@ class Processor {
   // connection and sequence); `arrival` when its frame was read (the deadline is arrival +
   // budget); `now_ms` the issuer's wall clock (ms since the Unix epoch, UTC), passed to the
   // holds script and the rules. Never blocks; never flushes the pipeline.
+  // `connection`: the state of the connection the message came on (sign-on enforcement and
+  // network-management responses); nullptr: the processor's own one, never enforcing sign-on
+  // (tests and benchmarks without connections).
   [[nodiscard]] HandleStatus handle(std::uint64_t request_id, std::span<const std::byte> message,
-                                    Clock::time_point arrival, std::int64_t now_ms) noexcept;
+                                    Clock::time_point arrival, std::int64_t now_ms,
+                                    ConnectionState* connection = nullptr) noexcept;
+
+  // Encodes a switch-originated 0800 (network management request: DE 7 from `now_ms` in UTC,
+  // DE 11 = `stan` % 1000000, DE 70 = `code`, e.g. "001" sign-on, "301" echo) into `out`
+  // without framing. Returns its size, or 0 when it does not fit. No allocation.
+  [[nodiscard]] std::size_t encode_network_request(std::string_view code, std::uint32_t stan,
+                                                   std::int64_t now_ms,
+                                                   std::span<std::byte> out) noexcept;
 
   // Answers the requests whose deadline passed by stand-in, then flushes what the processor
   // submitted since the last tick. Call it every few ms, with the pipeline's clock.
@@ -204,8 +237,8 @@ class Processor {
 
   // Requests accepted and not yet finished (answered, and every Redis call back).
   [[nodiscard]] std::size_t in_flight() const noexcept { return in_use_; }
-  // The last 0800 sign-on (001) / sign-off (002) seen.
-  [[nodiscard]] bool signed_on() const noexcept { return signed_on_; }
+  // The last 0800 sign-on (001) / sign-off (002) seen by handle() calls without a connection.
+  [[nodiscard]] bool signed_on() const noexcept { return own_connection_.signed_on; }
   [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
 
  private:
@@ -216,7 +249,8 @@ class Processor {
 
   // Intake.
   HandleStatus on_undecodable(Slot& s, const iso8583::Error& e) noexcept;
-  void on_network(Slot& s) noexcept;
+  void on_network(Slot& s, ConnectionState& c) noexcept;
+  void on_network_response(const Slot& s, ConnectionState& c) noexcept;
   void start_financial(Slot& s) noexcept;
   [[nodiscard]] bool read_keys(Slot& s) noexcept;
   [[nodiscard]] bool read_amounts(Slot& s) noexcept;
@@ -276,8 +310,8 @@ class Processor {
   std::uint64_t policy_generation_ = 0;  // of the set network_policy_ was resolved in
   std::uint16_t network_policy_ = 0;
   Clock::time_point now_{};
-  bool submitted_ = false;  // something was submitted since the last on_tick flush
-  bool signed_on_ = false;
+  bool submitted_ = false;          // something was submitted since the last on_tick flush
+  ConnectionState own_connection_;  // for handle() calls without a connection
   Stats stats_;
 };
 

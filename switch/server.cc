@@ -4,12 +4,13 @@
 #include <array>
 #include <chrono>
 #include <cstring>
-#include <iostream>
-#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <openssl/ssl.h>
 
 #include "base/assert.h"
 #include "iso8583/framing.h"
@@ -19,6 +20,7 @@
 #include "risk/rule_store.h"
 #include "switch/http_endpoint.h"
 #include "switch/journal.h"
+#include "switch/log.h"
 #include "switch/metrics.h"
 #include "switch/processor.h"
 
@@ -26,13 +28,26 @@ namespace authswitch::switching {
 namespace {
 
 namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 using Clock = limits::RedisPipeline::Clock;
 using namespace std::chrono_literals;
 
 constexpr auto kTick = 1ms;
+// Connection timers (handshake, read_timeout, echoes, sign-on, dialling) are checked every
+// kTimerTicks ticks: their resolution is 10 ms, which is plenty for limits of 100 ms and more.
+constexpr unsigned kTimerTicks = 10;
 constexpr std::size_t kWriteBufferBytes = 256 * 1024;
 constexpr std::size_t kReadChunkBytes = 16 * 1024;
+constexpr std::size_t kOwnMessageBytes = 512;  // a switch-originated 0800
+// A TLS handshake not finished by then closes the connection (it holds a slot meanwhile).
+constexpr auto kHandshakeTimeout = 5s;
+// A dial attempt whose TCP connect has not completed by then is abandoned (then back-off).
+constexpr auto kConnectTimeout = 5s;
+// The 0810 to the switch's sign-on must come within max(4 x budget, this).
+constexpr auto kSignOnTimeoutMin = 3s;
+// Idle echoes unanswered (each within the network's budget) in a row before the link closes.
+constexpr unsigned kEchoMissesMax = 3;
 
 std::int64_t wall_ms() noexcept {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -40,54 +55,118 @@ std::int64_t wall_ms() noexcept {
       .count();
 }
 
-// One JSON line on stderr (the structured logger is a later piece of issue 5). Never a PAN:
-// callers pass addresses, network names and codec error texts only.
-void log_line(std::string_view level, std::string_view event, std::string_view network,
-              std::string_view detail) {
-  static std::mutex mutex;
-  const std::lock_guard lock(mutex);
-  std::cerr << R"({"level":")" << level << R"(","event":")" << event << R"(","network":")"
-            << network << R"(","detail":")" << detail << "\"}\n";
+// The TLS context of a network (shared by its connections on every shard: OpenSSL's SSL_CTX
+// may be used by many SSL objects on many threads once it is set up). Throws at start-up.
+std::unique_ptr<ssl::context> make_tls_context(const NetworkConfig& n) {
+  if (!n.tls.enabled) {
+    return nullptr;
+  }
+  const bool listen = n.role == NetworkRole::kListen;
+  auto ctx =
+      std::make_unique<ssl::context>(listen ? ssl::context::tls_server : ssl::context::tls_client);
+  boost::system::error_code ec;
+  // TLS 1.2 and 1.3 only.
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                   ec);
+  std::string_view what = "options";
+  if (!ec && !n.tls.cert.empty()) {
+    what = "tls.cert";
+    ctx->use_certificate_chain_file(n.tls.cert, ec);
+    if (!ec) {
+      what = "tls.key";
+      ctx->use_private_key_file(n.tls.key, ssl::context::pem, ec);
+    }
+  }
+  if (!ec && n.tls.verify_peer) {
+    what = "tls.ca";
+    ctx->load_verify_file(n.tls.ca, ec);
+    if (!ec) {
+      // On a listen network this is mutual TLS: no certificate, no connection.
+      ctx->set_verify_mode(
+          listen ? ssl::verify_peer | ssl::verify_fail_if_no_peer_cert : ssl::verify_peer, ec);
+    }
+  } else if (!ec) {
+    ctx->set_verify_mode(ssl::verify_none, ec);
+  }
+  if (ec) {
+    throw std::runtime_error("network " + n.name + ": TLS: " + std::string(what) + ": " +
+                             ec.message());
+  }
+  return ctx;
 }
 
 }  // namespace
 
-// A connection: its socket, its receive buffer cut into frames, and a double write buffer.
-// Lives on one shard; kept alive by its pending operations and by the shard's table.
+// Why a connection closed, which decides its log level and counter.
+enum class CloseKind : std::uint8_t {
+  kNormal,    // drained, peer closed
+  kBadInput,  // framing or message unreadable
+  kTimeout,   // handshake, read_timeout, echoes or sign-on unanswered
+  kTls,       // TLS handshake failed
+  kError,     // I/O error, write buffer full, sign-on refused
+};
+
+// A connection, accepted or dialled: its socket (plain or TLS), its receive buffer cut into
+// frames, a double write buffer, and its sign-on and echo state. Lives on one shard; kept
+// alive by its pending operations and by the shard's table.
 class Server::Session : public std::enable_shared_from_this<Server::Session> {
  public:
-  Session(Server::Shard& shard, std::size_t network, tcp::socket socket, std::uint32_t slot,
-          std::uint32_t generation);
+  Session(Server::Shard& shard, std::size_t network, tcp::socket socket, ssl::context* tls,
+          bool dial, std::uint32_t slot, std::uint32_t generation);
 
+  // Handshakes (TLS), then signs on (dial, sign_on_required) and reads.
   void start();
   // A response from the processor (unframed message).
   void respond(std::span<const std::byte> message) noexcept;
   // Stop reading; close once everything accepted is answered and written.
   void drain() noexcept;
+  // Deadlines: handshake, partial frame (read_timeout), sign-on answer, idle echoes.
+  void on_timer(Clock::time_point now) noexcept;
   [[nodiscard]] bool idle() const noexcept {
     return outstanding_ == 0 && !writing_ && fill_len_ == 0;
   }
   [[nodiscard]] std::size_t network() const noexcept { return network_; }
+  [[nodiscard]] bool dial() const noexcept { return dial_; }
+  // The link did its job (established, and signed on when required): resets the back-off.
+  [[nodiscard]] bool served() const noexcept { return served_; }
   [[nodiscard]] std::uint64_t id_base() const noexcept {
     return (std::uint64_t{slot_} << 32U) | generation_;
   }
-  void close(std::string_view why, bool bad_input) noexcept;
+  void close(std::string_view why, CloseKind kind) noexcept;
 
  private:
+  [[nodiscard]] const NetworkConfig& net() const noexcept;
+  tcp::socket& lowest() noexcept { return tls_ != nullptr ? tls_->next_layer() : plain_; }
+  void on_handshake(const boost::system::error_code& ec);
+  void on_established();
   void read();
   void on_read(const boost::system::error_code& ec, std::size_t n);
   void process() noexcept;
+  void on_not_a_request() noexcept;
+  [[nodiscard]] bool append_frame(std::span<const std::byte> message) noexcept;
+  void send_own(std::string_view de70, std::uint32_t stan) noexcept;
+  [[nodiscard]] std::uint32_t next_stan() noexcept {
+    stan_ = stan_ % 999'999U + 1;
+    return stan_;
+  }
   void start_write();
 
   Server::Shard& shard_;
   std::size_t network_;
-  tcp::socket socket_;
+  bool dial_;
+  tcp::socket plain_;                              // moved into tls_ when TLS
+  std::unique_ptr<ssl::stream<tcp::socket>> tls_;  // null: plain TCP
+  std::string peer_;                               // "ip:port", for logs
   iso8583::FrameDecoder decoder_;
   std::vector<std::byte> read_buf_;
   std::size_t read_len_ = 0;
   std::array<std::vector<std::byte>, 2> write_bufs_;
   std::size_t fill_ = 0;  // the buffer responses are appended to
   std::size_t fill_len_ = 0;
+  std::array<std::byte, kOwnMessageBytes> own_{};  // the 0800 being sent
+  bool established_ = false;                       // TCP connected and TLS handshake done
+  bool served_ = false;
   bool writing_ = false;
   bool reading_ = false;
   bool paused_ = false;  // the processor was busy or the cap reached: resume after a response
@@ -98,6 +177,21 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   std::size_t in_flight_max_;      // the network's per-connection cap
   std::uint32_t slot_;
   std::uint32_t generation_;
+  ConnectionState conn_;  // sign-on state; the 0810s the processor saw
+  // Timers (checked by on_timer).
+  Clock::time_point created_;
+  Clock::time_point last_rx_;
+  Clock::time_point partial_since_{};  // a partial frame waits since; epoch: none
+  // The switch's own 0800s: DE 11 counter, the sign-on (dial) and the idle echo.
+  std::uint32_t stan_ = 0;
+  bool sign_on_pending_ = false;
+  std::uint32_t sign_on_stan_ = 0;
+  Clock::time_point sign_on_deadline_{};
+  bool echo_pending_ = false;
+  std::uint32_t echo_stan_ = 0;
+  Clock::time_point echo_deadline_{};
+  Clock::time_point next_echo_{};
+  unsigned echo_misses_ = 0;
 };
 
 class Server::Shard {
@@ -108,8 +202,8 @@ class Server::Shard {
   void start_thread();
   void join();
   asio::io_context& io() noexcept { return io_; }
-  // On the shard's thread.
-  void adopt(std::size_t network, tcp::socket socket);
+  // On the shard's thread. Null when stopping.
+  std::shared_ptr<Session> adopt(std::size_t network, tcp::socket socket, bool dial);
   void begin_drain() noexcept;
   [[nodiscard]] bool drained() const noexcept { return drained_.load(std::memory_order_acquire); }
   // Redis connected with its scripts loaded and the card cache synced (set by the tick).
@@ -117,6 +211,7 @@ class Server::Shard {
 
   Processor& processor(std::size_t network) noexcept { return *processors_[network]; }
   const NetworkConfig& network(std::size_t network) const noexcept;
+  ssl::context* tls(std::size_t network) const noexcept;
   void flush() noexcept {
     pipeline_->flush();
     drive_redis();
@@ -135,7 +230,18 @@ class Server::Shard {
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> responses{0};
     std::atomic<std::uint64_t> closed_bad_input{0};
+    std::atomic<std::uint64_t> closed_timeout{0};
+    std::atomic<std::uint64_t> tls_failures{0};
+    std::atomic<std::uint64_t> dial_connects{0};
+    std::atomic<std::uint64_t> dial_failures{0};
+    std::atomic<std::uint64_t> sign_ons{0};
+    std::atomic<std::uint64_t> refused_not_signed_on{0};
+    std::atomic<std::uint64_t> echoes_sent{0};
+    std::atomic<std::uint64_t> echoes_answered{0};
+    std::atomic<std::uint64_t> echoes_missed{0};
+    std::atomic<std::uint64_t> unmatched_responses{0};
   };
+  Stats& stats() noexcept { return stats_; }
   const Stats& stats() const noexcept { return stats_; }
 
  private:
@@ -152,9 +258,25 @@ class Server::Shard {
     Shard& shard_;
   };
 
+  // A dial network this shard owns (index % shards): at most one link, re-dialled after a
+  // back-off doubling from reconnect.min to reconnect.max, reset after a link that served.
+  struct Dialer {
+    std::size_t network = 0;
+    std::optional<tcp::socket> connecting;
+    Clock::time_point connect_deadline{};
+    Clock::time_point next_attempt{};
+    std::chrono::milliseconds backoff{};
+    bool live = false;  // a session of this dialer exists
+  };
+
   void route(std::uint64_t request_id, std::span<const std::byte> message) noexcept;
   void drive_redis() noexcept;
   void on_tick() noexcept;
+  void on_timers(Clock::time_point now) noexcept;
+  void start_dial(Dialer& d, Clock::time_point now);
+  void on_dial_connect(Dialer& d, const boost::system::error_code& ec);
+  void retry_later(Dialer& d, Clock::time_point now) noexcept;
+  void on_dial_closed(std::size_t network, bool served) noexcept;
 
   Server::Impl& server_;
   std::size_t index_;
@@ -162,6 +284,7 @@ class Server::Shard {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread thread_;
   asio::steady_timer timer_;
+  unsigned ticks_ = 0;
   asio::posix::stream_descriptor redis_socket_;
   int redis_fd_ = -1;
   std::uint64_t redis_connects_ = 0;
@@ -175,6 +298,7 @@ class Server::Shard {
   std::optional<Journal::Producer> audit_;
   Sink sink_;
   std::vector<std::unique_ptr<Processor>> processors_;
+  std::vector<std::unique_ptr<Dialer>> dialers_;
   std::vector<std::shared_ptr<Session>> sessions_;  // by slot; null when free
   std::vector<std::uint32_t> generations_;
   std::vector<std::uint32_t> free_slots_;
@@ -196,11 +320,13 @@ class Server::Impl {
   std::unique_ptr<Journal> journal;  // before the shards: they hold its producers
   std::unique_ptr<Metrics> metrics;  // before the shards: they update their ShardMetrics
   std::unique_ptr<HttpEndpoint> http;
-  asio::io_context io;  // acceptors and signals, on run()'s thread
+  std::vector<std::unique_ptr<ssl::context>> tls;  // by network index (null: plain TCP)
+  asio::io_context io;                             // acceptors and signals, on run()'s thread
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;  // by network index (null: not listen)
   std::vector<std::unique_ptr<Shard>> shards;
   std::size_t next_shard = 0;
   std::atomic<bool> stop_requested{false};
+  std::atomic<bool> accepting{false};  // Redis ready (or given up on): listen and dial
   std::optional<asio::steady_timer> stop_poll;
 
   void accept(std::size_t network);
@@ -217,10 +343,11 @@ class Server::Impl {
 // Session
 
 Server::Session::Session(Server::Shard& shard, std::size_t network, tcp::socket socket,
-                         std::uint32_t slot, std::uint32_t generation)
+                         ssl::context* tls, bool dial, std::uint32_t slot, std::uint32_t generation)
     : shard_(shard),
       network_(network),
-      socket_(std::move(socket)),
+      dial_(dial),
+      plain_(std::move(socket)),
       decoder_(shard.network(network).framing, shard.network(network).dialect),
       read_buf_(iso8583::max_buffered_bytes(shard.network(network).framing) + kReadChunkBytes),
       header_(shard.network(network).framing.header_bytes),
@@ -230,36 +357,112 @@ Server::Session::Session(Server::Shard& shard, std::size_t network, tcp::socket 
   for (auto& b : write_bufs_) {
     b.resize(kWriteBufferBytes);
   }
-  boost::system::error_code ignored;
-  socket_.set_option(tcp::no_delay(true), ignored);
+  boost::system::error_code ec;
+  plain_.set_option(tcp::no_delay(true), ec);
+  const tcp::endpoint remote = plain_.remote_endpoint(ec);
+  if (!ec) {
+    peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
+  }
+  if (tls != nullptr) {
+    tls_ = std::make_unique<ssl::stream<tcp::socket>>(std::move(plain_), *tls);
+  }
+  conn_.sign_on_required = net().sign_on_required;
+  conn_.peer_signs_on = !dial_;
 }
 
-void Server::Session::start() { read(); }
+const NetworkConfig& Server::Session::net() const noexcept { return shard_.network(network_); }
+
+void Server::Session::start() {
+  created_ = Clock::now();
+  last_rx_ = created_;
+  if (tls_ == nullptr) {
+    on_established();
+    return;
+  }
+  if (dial_) {
+    const TlsConfig& t = net().tls;
+    const std::string& name = t.server_name.empty() ? net().address.host : t.server_name;
+    // SNI (SSL_set_tlsext_host_name is a macro over SSL_ctrl with a C cast).
+    (void)SSL_ctrl(tls_->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                   const_cast<char*>(name.c_str()));
+    if (t.verify_peer) {
+      boost::system::error_code ec;
+      tls_->set_verify_callback(ssl::host_name_verification(name), ec);
+    }
+  }
+  tls_->async_handshake(
+      dial_ ? ssl::stream_base::client : ssl::stream_base::server,
+      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_handshake(ec); });
+}
+
+void Server::Session::on_handshake(const boost::system::error_code& ec) {
+  if (closed_) {
+    return;
+  }
+  if (ec) {
+    shard_.stats().tls_failures.fetch_add(1, std::memory_order_relaxed);
+    close("TLS handshake failed: " + ec.message(), CloseKind::kTls);
+    return;
+  }
+  on_established();
+}
+
+void Server::Session::on_established() {
+  established_ = true;
+  const auto now = Clock::now();
+  last_rx_ = now;
+  next_echo_ = now + net().echo_interval;
+  if (dial_) {
+    log_event(LogLevel::kInfo, "dial_connected", net().name, "",
+              {{"address", peer_}, {"tls", tls_ != nullptr ? "true" : "false"}});
+    if (conn_.sign_on_required) {
+      // Sign on first (DE 70 001); requests that arrive meanwhile are answered 91.
+      sign_on_pending_ = true;
+      sign_on_stan_ = next_stan();
+      sign_on_deadline_ = now + std::max<Clock::duration>(kSignOnTimeoutMin, 4 * net().budget);
+      send_own("001", sign_on_stan_);
+    } else {
+      served_ = true;
+    }
+  } else if (log_enabled(LogLevel::kDebug)) {
+    log_event(LogLevel::kDebug, "connection_accepted", net().name, "", {{"peer", peer_}});
+  }
+  read();
+}
 
 void Server::Session::read() {
-  if (reading_ || closed_ || draining_ || paused_) {
+  if (reading_ || closed_ || draining_ || paused_ || !established_) {
     return;
   }
   if (read_len_ == read_buf_.size()) {
-    close("receive buffer full", true);  // cannot happen with a valid framing: bounded frames
+    close("receive buffer full", CloseKind::kBadInput);  // bounded frames: cannot happen
     return;
   }
   reading_ = true;
-  socket_.async_read_some(asio::buffer(read_buf_.data() + read_len_, read_buf_.size() - read_len_),
-                          [self = shared_from_this()](const boost::system::error_code& ec,
-                                                      std::size_t n) { self->on_read(ec, n); });
+  const auto buffer = asio::buffer(read_buf_.data() + read_len_, read_buf_.size() - read_len_);
+  auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+    self->on_read(ec, n);
+  };
+  if (tls_ != nullptr) {
+    tls_->async_read_some(buffer, std::move(handler));
+  } else {
+    plain_.async_read_some(buffer, std::move(handler));
+  }
 }
 
 void Server::Session::on_read(const boost::system::error_code& ec, std::size_t n) {
   reading_ = false;
   if (ec) {
     if (!draining_) {
-      close(ec == asio::error::eof ? "peer closed" : ec.message(), false);
+      const bool eof = ec == asio::error::eof || ec == ssl::error::stream_truncated;
+      close(eof ? "peer closed" : ec.message(), eof ? CloseKind::kNormal : CloseKind::kError);
     } else if (idle()) {
-      close("drained", false);
+      close("drained", CloseKind::kNormal);
     }
     return;
   }
+  last_rx_ = Clock::now();
+  echo_misses_ = 0;  // the peer is alive
   read_len_ += n;
   process();
   shard_.flush();  // one pipelined write to Redis for everything this read produced
@@ -275,7 +478,8 @@ void Server::Session::process() noexcept {
       break;
     }
     if (f.status == iso8583::FrameStatus::kMalformed) {
-      close(std::string("bad frame: ") + std::string(iso8583::errc_name(f.error.code)), true);
+      close(std::string("bad frame: ") + std::string(iso8583::errc_name(f.error.code)),
+            CloseKind::kBadInput);
       return;
     }
     if (f.status == iso8583::FrameStatus::kComplete) {
@@ -285,9 +489,10 @@ void Server::Session::process() noexcept {
       }
       std::copy(f.header.begin(), f.header.end(), header_.begin());
       const auto now = Clock::now();
+      const std::uint64_t refused = conn_.refused_not_signed_on;
       ++outstanding_;  // before handle(): the response may come from inside it
       const HandleStatus s =
-          shard_.processor(network_).handle(id_base(), f.message, now, wall_ms());
+          shard_.processor(network_).handle(id_base(), f.message, now, wall_ms(), &conn_);
       if (s == HandleStatus::kBusy) {
         --outstanding_;
         paused_ = true;  // keep the frame; resume after a response frees a slot
@@ -295,13 +500,17 @@ void Server::Session::process() noexcept {
       }
       if (s == HandleStatus::kUnreadable) {
         --outstanding_;
-        close("unreadable message", true);
+        close("unreadable message", CloseKind::kBadInput);
         return;
       }
       if (s == HandleStatus::kNotARequest) {
         --outstanding_;
+        on_not_a_request();
       } else {
         shard_.count_request();
+        if (conn_.refused_not_signed_on != refused) {
+          shard_.stats().refused_not_signed_on.fetch_add(1, std::memory_order_relaxed);
+        }
       }
     }
     offset += f.consumed;
@@ -310,34 +519,134 @@ void Server::Session::process() noexcept {
     std::memmove(read_buf_.data(), read_buf_.data() + offset, read_len_ - offset);
     read_len_ -= offset;
   }
+  // A partial frame starts the read_timeout clock; progress (a whole frame) restarts it.
+  if (read_len_ == 0 || paused_) {
+    partial_since_ = {};
+  } else if (offset > 0 || partial_since_ == Clock::time_point{}) {
+    partial_since_ = Clock::now();
+  }
 }
 
-void Server::Session::respond(std::span<const std::byte> message) noexcept {
-  AS_ASSERT(outstanding_ > 0);
-  --outstanding_;
-  shard_.count_response();
+// A message without a response: an 0810 answers the switch's sign-on or echo (matched by DE
+// 11); anything else unmatched is counted (and an 0810 logged: its STAN, no card data).
+void Server::Session::on_not_a_request() noexcept {
+  if (conn_.response_mti != 810) {
+    return;  // a 0110 or similar sent to the switch: nothing to do
+  }
+  conn_.response_mti = 0;
+  const std::uint32_t stan = conn_.response_stan;
+  if (sign_on_pending_ && stan == sign_on_stan_) {
+    sign_on_pending_ = false;
+    if (!conn_.response_approved) {
+      close("sign-on refused (0810 DE 39 not 00)", CloseKind::kError);
+      return;
+    }
+    conn_.signed_on = true;
+    served_ = true;
+    shard_.stats().sign_ons.fetch_add(1, std::memory_order_relaxed);
+    log_event(LogLevel::kInfo, "signed_on", net().name, "", {{"address", peer_}});
+    return;
+  }
+  if (echo_pending_ && stan == echo_stan_) {
+    echo_pending_ = false;
+    echo_misses_ = 0;
+    shard_.stats().echoes_answered.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  shard_.stats().unmatched_responses.fetch_add(1, std::memory_order_relaxed);
+  if (log_enabled(LogLevel::kWarn)) {
+    log_event(LogLevel::kWarn, "unmatched_0810", net().name,
+              stan == UINT32_MAX ? "no DE 11" : "DE 11 " + std::to_string(stan), {{"peer", peer_}});
+  }
+}
+
+void Server::Session::on_timer(Clock::time_point now) noexcept {
   if (closed_) {
     return;
   }
-  const iso8583::Framing& framing = shard_.network(network_).framing;
+  const NetworkConfig& n = net();
+  if (!established_) {
+    if (now - created_ > kHandshakeTimeout) {
+      close("TLS handshake timed out", CloseKind::kTimeout);
+    }
+    return;
+  }
+  if (partial_since_ != Clock::time_point{} && now - partial_since_ > n.read_timeout) {
+    close("partial frame held longer than read_timeout (slow writer)", CloseKind::kTimeout);
+    return;
+  }
+  if (sign_on_pending_ && now > sign_on_deadline_) {
+    close("no 0810 to the sign-on", CloseKind::kTimeout);
+    return;
+  }
+  if (draining_) {
+    return;
+  }
+  if (echo_pending_ && now > echo_deadline_) {
+    echo_pending_ = false;
+    ++echo_misses_;
+    shard_.stats().echoes_missed.fetch_add(1, std::memory_order_relaxed);
+    if (echo_misses_ >= kEchoMissesMax) {
+      close("3 echoes in a row unanswered", CloseKind::kTimeout);
+      return;
+    }
+  }
+  if (n.echo_interval.count() > 0 && !echo_pending_ && !sign_on_pending_ &&
+      now - last_rx_ >= n.echo_interval && now >= next_echo_) {
+    echo_pending_ = true;
+    echo_stan_ = next_stan();
+    echo_deadline_ = now + n.budget;
+    next_echo_ = now + n.echo_interval;
+    shard_.stats().echoes_sent.fetch_add(1, std::memory_order_relaxed);
+    send_own("301", echo_stan_);
+  }
+}
+
+// A switch-originated 0800 (sign-on 001, echo 301) into the write buffer.
+void Server::Session::send_own(std::string_view de70, std::uint32_t stan) noexcept {
+  const std::size_t n =
+      shard_.processor(network_).encode_network_request(de70, stan, wall_ms(), own_);
+  if (n == 0) {
+    close("the dialect cannot carry an 0800 (DE 7, 11, 70)", CloseKind::kError);
+    return;
+  }
+  if (append_frame({own_.data(), n}) && !writing_) {
+    start_write();
+  }
+}
+
+// Frames `message` (the last request's fixed header echoed) into the fill buffer. False when
+// the connection closed instead: the buffer is full (a slow reader) or the frame too large.
+bool Server::Session::append_frame(std::span<const std::byte> message) noexcept {
+  const iso8583::Framing& framing = net().framing;
   std::vector<std::byte>& buf = write_bufs_[fill_];
   const std::size_t body = header_.size() + message.size();
   const std::size_t prefix = iso8583::length_header_bytes(framing.length);
   if (buf.size() - fill_len_ < prefix + body) {
-    close("write buffer full (slow reader)", false);
-    return;
+    close("write buffer full (slow reader)", CloseKind::kError);
+    return false;
   }
   const auto written = iso8583::write_frame_header(
       framing, body, std::span(buf.data() + fill_len_, buf.size() - fill_len_));
   if (!written) {
-    close("response larger than the framing allows", false);
-    return;
+    close("response larger than the framing allows", CloseKind::kError);
+    return false;
   }
   std::size_t at = fill_len_ + *written;
   std::copy(header_.begin(), header_.end(), buf.begin() + static_cast<std::ptrdiff_t>(at));
   at += header_.size();
   std::memcpy(buf.data() + at, message.data(), message.size());
   fill_len_ = at + message.size();
+  return true;
+}
+
+void Server::Session::respond(std::span<const std::byte> message) noexcept {
+  AS_ASSERT(outstanding_ > 0);
+  --outstanding_;
+  shard_.count_response();
+  if (closed_ || !append_frame(message)) {
+    return;
+  }
   if (!writing_) {
     start_write();
   }
@@ -357,41 +666,53 @@ void Server::Session::start_write() {
   const std::size_t len = fill_len_;
   fill_ ^= 1U;
   fill_len_ = 0;
-  asio::async_write(socket_, asio::buffer(write_bufs_[send].data(), len),
-                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                      self->writing_ = false;
-                      if (ec) {
-                        self->close(ec.message(), false);
-                        return;
-                      }
-                      self->start_write();
-                      if (self->draining_ && self->idle()) {
-                        self->close("drained", false);
-                      }
-                    });
+  auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+    self->writing_ = false;
+    if (ec) {
+      self->close(ec.message(), CloseKind::kError);
+      return;
+    }
+    self->start_write();
+    if (self->draining_ && self->idle()) {
+      self->close("drained", CloseKind::kNormal);
+    }
+  };
+  const auto buffer = asio::buffer(write_bufs_[send].data(), len);
+  if (tls_ != nullptr) {
+    asio::async_write(*tls_, buffer, std::move(handler));
+  } else {
+    asio::async_write(plain_, buffer, std::move(handler));
+  }
 }
 
 void Server::Session::drain() noexcept {
   draining_ = true;
   boost::system::error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_receive, ignored);  // a pending read ends now
+  lowest().shutdown(tcp::socket::shutdown_receive, ignored);  // a pending read ends now
   if (idle()) {
-    close("drained", false);
+    close("drained", CloseKind::kNormal);
   }
 }
 
-void Server::Session::close(std::string_view why, bool bad_input) noexcept {
+void Server::Session::close(std::string_view why, CloseKind kind) noexcept {
   if (closed_) {
     return;
   }
   closed_ = true;
-  if (bad_input) {
+  if (kind == CloseKind::kBadInput) {
     shard_.count_bad_input();
-    log_line("warn", "connection_closed", shard_.network(network_).name, why);
+  } else if (kind == CloseKind::kTimeout) {
+    shard_.stats().closed_timeout.fetch_add(1, std::memory_order_relaxed);
+  }
+  const LogLevel level =
+      kind == CloseKind::kNormal ? (dial_ ? LogLevel::kInfo : LogLevel::kDebug) : LogLevel::kWarn;
+  if (log_enabled(level)) {
+    log_event(level, "connection_closed", net().name, why,
+              {{"peer", peer_}, {"role", dial_ ? "dial" : "listen"}});
   }
   boost::system::error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  lowest().shutdown(tcp::socket::shutdown_both, ignored);
+  lowest().close(ignored);
   shard_.release(slot_);
 }
 
@@ -439,6 +760,15 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
   if (index == 0) {
     sweeper_ = std::make_unique<limits::Sweeper>(*pipeline_, limits::Sweeper::Options{});
   }
+  const std::size_t shards = effective_shards(config);
+  for (std::size_t i = 0; i < config.networks.size(); ++i) {
+    if (config.networks[i].role == NetworkRole::kDial && i % shards == index) {
+      auto d = std::make_unique<Dialer>();
+      d->network = i;
+      d->backoff = config.networks[i].reconnect.min;
+      dialers_.push_back(std::move(d));
+    }
+  }
 }
 
 Server::Shard::~Shard() {
@@ -449,6 +779,10 @@ Server::Shard::~Shard() {
 
 const NetworkConfig& Server::Shard::network(std::size_t network) const noexcept {
   return server_.config.networks[network];
+}
+
+ssl::context* Server::Shard::tls(std::size_t network) const noexcept {
+  return server_.tls[network].get();
 }
 
 void Server::Shard::start_thread() {
@@ -467,9 +801,10 @@ void Server::Shard::join() {
   }
 }
 
-void Server::Shard::adopt(std::size_t network, tcp::socket socket) {
+std::shared_ptr<Server::Session> Server::Shard::adopt(std::size_t network, tcp::socket socket,
+                                                      bool dial) {
   if (stopping_) {
-    return;  // closed by the socket's destructor
+    return nullptr;  // closed by the socket's destructor
   }
   std::uint32_t slot = 0;
   if (!free_slots_.empty()) {
@@ -483,17 +818,25 @@ void Server::Shard::adopt(std::size_t network, tcp::socket socket) {
   ++generations_[slot];
   stats_.connections.fetch_add(1, std::memory_order_relaxed);
   server_.metrics->shard(index_).connections(network, 1);
-  auto s = std::make_shared<Session>(*this, network, std::move(socket), slot, generations_[slot]);
+  auto s = std::make_shared<Session>(*this, network, std::move(socket), tls(network), dial, slot,
+                                     generations_[slot]);
   sessions_[slot] = s;
   s->start();
+  return s;
 }
 
 void Server::Shard::release(std::uint32_t slot) noexcept {
   if (slot < sessions_.size() && sessions_[slot] != nullptr) {
-    server_.metrics->shard(index_).connections(sessions_[slot]->network(), -1);
+    const std::size_t network = sessions_[slot]->network();
+    const bool dial = sessions_[slot]->dial();
+    const bool served = sessions_[slot]->served();
+    server_.metrics->shard(index_).connections(network, -1);
     sessions_[slot].reset();
     ++generations_[slot];  // responses still owed to the closed session are dropped
     free_slots_.push_back(slot);
+    if (dial) {
+      on_dial_closed(network, served);
+    }
   }
 }
 
@@ -578,6 +921,9 @@ void Server::Shard::on_tick() noexcept {
   if (sweeper_ != nullptr) {
     sweeper_->on_tick(now, wall_ms());
   }
+  if (++ticks_ % kTimerTicks == 0) {
+    on_timers(now);
+  }
   flush();
   ready_.store(pipeline_->ready() && directory_->ready(), std::memory_order_release);
   if (stopping_) {
@@ -594,8 +940,118 @@ void Server::Shard::on_tick() noexcept {
   });
 }
 
+// Every kTimerTicks: the sessions' deadlines and echoes, and the dialers.
+void Server::Shard::on_timers(Clock::time_point now) noexcept {
+  for (std::size_t i = 0; i < sessions_.size(); ++i) {
+    if (sessions_[i] != nullptr) {
+      const std::shared_ptr<Session> s = sessions_[i];  // on_timer may close and release it
+      s->on_timer(now);
+    }
+  }
+  for (auto& d : dialers_) {
+    if (stopping_ || d->live) {
+      continue;
+    }
+    if (d->connecting) {
+      if (now > d->connect_deadline) {
+        boost::system::error_code ignored;
+        d->connecting->close(ignored);  // the connect handler sees operation_aborted
+      }
+      continue;
+    }
+    if (server_.accepting.load(std::memory_order_acquire) && now >= d->next_attempt) {
+      try {
+        start_dial(*d, now);
+      } catch (const std::exception& e) {
+        // Out of memory or a resolver failure outside the error_code paths: try again later.
+        log_event(LogLevel::kWarn, "dial_failed", network(d->network).name, e.what());
+        d->connecting.reset();
+        retry_later(*d, now);
+      }
+    }
+  }
+}
+
+// Connects a dial network's link. A numeric address connects at once; a host name is resolved
+// here, blocking this shard for the lookup (once per attempt, never per message); use numeric
+// addresses where a slow resolver matters.
+void Server::Shard::start_dial(Dialer& d, Clock::time_point now) {
+  const NetworkConfig& n = network(d.network);
+  boost::system::error_code ec;
+  tcp::endpoint endpoint;
+  const auto address = asio::ip::make_address(n.address.host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, n.address.port);
+  } else {
+    tcp::resolver resolver(io_);
+    const auto results = resolver.resolve(n.address.host, std::to_string(n.address.port), ec);
+    if (ec || results.empty()) {
+      stats_.dial_failures.fetch_add(1, std::memory_order_relaxed);
+      log_event(LogLevel::kWarn, "dial_failed", n.name, "cannot resolve: " + ec.message(),
+                {{"address", n.address.text()}});
+      retry_later(d, now);
+      return;
+    }
+    endpoint = results.begin()->endpoint();
+  }
+  d.connecting.emplace(io_);
+  d.connect_deadline = now + kConnectTimeout;
+  d.connecting->async_connect(
+      endpoint, [this, &d](const boost::system::error_code& e) { on_dial_connect(d, e); });
+}
+
+void Server::Shard::on_dial_connect(Dialer& d, const boost::system::error_code& ec) {
+  tcp::socket socket = std::move(*d.connecting);
+  d.connecting.reset();
+  const auto now = Clock::now();
+  if (stopping_) {
+    return;
+  }
+  if (ec) {
+    stats_.dial_failures.fetch_add(1, std::memory_order_relaxed);
+    const NetworkConfig& n = network(d.network);
+    log_event(
+        LogLevel::kWarn, "dial_failed", n.name,
+        ec == asio::error::operation_aborted ? "connect timed out" : ec.message(),
+        {{"address", n.address.text()},
+         {"retry_in",
+          format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(d.backoff))}});
+    retry_later(d, now);
+    return;
+  }
+  stats_.dial_connects.fetch_add(1, std::memory_order_relaxed);
+  d.live = true;  // before adopt: the session may close (and call on_dial_closed) inside it
+  if (adopt(d.network, std::move(socket), true) == nullptr) {
+    d.live = false;
+  }
+}
+
+void Server::Shard::retry_later(Dialer& d, Clock::time_point now) noexcept {
+  const ReconnectConfig& r = network(d.network).reconnect;
+  d.next_attempt = now + d.backoff;
+  d.backoff = std::min<std::chrono::milliseconds>(d.backoff * 2, r.max);
+}
+
+void Server::Shard::on_dial_closed(std::size_t network_index, bool served) noexcept {
+  for (auto& d : dialers_) {
+    if (d->network == network_index) {
+      d->live = false;
+      if (served) {
+        d->backoff = network(network_index).reconnect.min;
+      }
+      retry_later(*d, Clock::now());
+    }
+  }
+}
+
 void Server::Shard::begin_drain() noexcept {
   stopping_ = true;
+  for (auto& d : dialers_) {
+    if (d->connecting) {
+      boost::system::error_code ignored;
+      d->connecting->close(ignored);
+    }
+  }
   std::chrono::milliseconds longest{0};
   for (const NetworkConfig& n : server_.config.networks) {
     longest = std::max(longest, n.budget);
@@ -624,7 +1080,8 @@ void Server::Shard::check_drained() noexcept {
   const std::vector<std::shared_ptr<Session>> live = sessions_;
   for (const auto& s : live) {
     if (s != nullptr) {
-      s->close(busy ? "drain deadline passed" : "drained", false);
+      s->close(busy ? "drain deadline passed" : "drained",
+               busy ? CloseKind::kError : CloseKind::kNormal);
     }
   }
   boost::system::error_code ignored;
@@ -652,9 +1109,9 @@ Server::Impl::Impl(const SwitchConfig& cfg, std::unique_ptr<const risk::RuleSet>
   }
   for (std::size_t i = 0; i < config.networks.size(); ++i) {
     const NetworkConfig& n = config.networks[i];
+    tls.push_back(make_tls_context(n));
     if (n.role != NetworkRole::kListen) {
       acceptors.emplace_back();
-      log_line("warn", "network_skipped", n.name, "dial networks are not supported yet");
       continue;
     }
     boost::system::error_code ec;
@@ -706,13 +1163,14 @@ void Server::Impl::accept(std::size_t network) {
       shard.io(), [this, network, &shard](const boost::system::error_code& ec, tcp::socket s) {
         if (ec) {
           if (ec != asio::error::operation_aborted) {
-            log_line("warn", "accept_failed", config.networks[network].name, ec.message());
+            log_event(LogLevel::kWarn, "accept_failed", config.networks[network].name,
+                      ec.message());
             accept(network);
           }
           return;
         }
         asio::post(shard.io(), [&shard, network, sock = std::move(s)]() mutable {
-          shard.adopt(network, std::move(sock));
+          (void)shard.adopt(network, std::move(sock), false);
         });
         accept(network);
       });
@@ -736,15 +1194,11 @@ void Server::Impl::do_reload() noexcept {
     const std::string version(next->version());
     rules.publish(std::move(next));
     reloads.fetch_add(1, std::memory_order_relaxed);
-    log_line("info", "rules_reloaded", "", version);
+    log_event(LogLevel::kInfo, "rules_reloaded", "", version);
   } catch (const std::exception& e) {
     reload_failures.fetch_add(1, std::memory_order_relaxed);
-    // The error names file, line and rule; it holds no card data. Quotes would break the
-    // JSON line, so they are replaced.
-    std::string why = e.what();
-    std::replace(why.begin(), why.end(), '"', '\'');
-    std::replace(why.begin(), why.end(), '\n', ' ');
-    log_line("error", "rules_reload_failed", "", why);
+    // The error names file, line and rule; it holds no card data (escaped by the logger).
+    log_event(LogLevel::kError, "rules_reload_failed", "", e.what());
   }
 }
 
@@ -800,6 +1254,7 @@ void Server::run(bool handle_signals) {
                       [](const auto& s) { return s->ready(); })) {
     std::this_thread::sleep_for(1ms);
   }
+  impl_->accepting.store(true, std::memory_order_release);  // and the shards start dialling
   for (std::size_t i = 0; i < impl_->acceptors.size(); ++i) {
     if (impl_->acceptors[i] != nullptr) {
       impl_->accept(i);
@@ -857,6 +1312,16 @@ Server::Totals Server::totals() const noexcept {
     t.requests += s->stats().requests.load(std::memory_order_relaxed);
     t.responses += s->stats().responses.load(std::memory_order_relaxed);
     t.closed_bad_input += s->stats().closed_bad_input.load(std::memory_order_relaxed);
+    t.closed_timeout += s->stats().closed_timeout.load(std::memory_order_relaxed);
+    t.tls_failures += s->stats().tls_failures.load(std::memory_order_relaxed);
+    t.dial_connects += s->stats().dial_connects.load(std::memory_order_relaxed);
+    t.dial_failures += s->stats().dial_failures.load(std::memory_order_relaxed);
+    t.sign_ons += s->stats().sign_ons.load(std::memory_order_relaxed);
+    t.refused_not_signed_on += s->stats().refused_not_signed_on.load(std::memory_order_relaxed);
+    t.echoes_sent += s->stats().echoes_sent.load(std::memory_order_relaxed);
+    t.echoes_answered += s->stats().echoes_answered.load(std::memory_order_relaxed);
+    t.echoes_missed += s->stats().echoes_missed.load(std::memory_order_relaxed);
+    t.unmatched_responses += s->stats().unmatched_responses.load(std::memory_order_relaxed);
   }
   t.rule_reloads = impl_->reloads.load(std::memory_order_relaxed);
   t.rule_reload_failures = impl_->reload_failures.load(std::memory_order_relaxed);

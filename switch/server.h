@@ -26,7 +26,36 @@
 //
 // Rules: SIGHUP (or reload_rules()) reloads the rule file and swaps the whole set in.
 //
-// Not yet (issue 5 continues): dial networks, TLS, sign-on enforcement and idle echoes.
+// TLS (OpenSSL through Boost.Asio ssl) on listen and dial networks ([network.tls]): a
+// listen network with verify_peer is mutual TLS (a client without a certificate signed by
+// `ca` is refused); a dial network sends SNI and checks the server's name (server_name, else
+// the address's host). A failed handshake closes that connection only, with a log line; a
+// handshake not done within 5 s closes it too.
+//
+// Dial networks: each is owned by one shard (network index % shards), which keeps one link up:
+// it connects (5 s connect timeout), handshakes, signs on when sign_on_required (0800, DE 70
+// 001, its own DE 7 and DE 11; traffic is served once an 0810 with DE 39 00 matches, and
+// requests that arrive before are answered 91; no 0810 within max(4 x budget, 3 s): closed)
+// and serves requests arriving on the link exactly like a listen connection. A lost link or a
+// failed attempt is re-dialled after a back-off doubling from reconnect.min to reconnect.max,
+// reset to min after a link that served (signed on, or established when no sign-on).
+//
+// Sign-on (listen, sign_on_required): per connection (ConnectionState): before an 0800
+// sign-on (DE 70 001) on that connection, and after a sign-off (002), financial requests,
+// advices and reversals are answered 91 without touching Redis; 0800 is always answered.
+//
+// Idle echoes (echo_interval > 0): a connection that received nothing for echo_interval gets
+// an 0800 echo (DE 70 301, its own DE 11 counter per connection), again every echo_interval
+// while it stays silent. The 0810 is matched by DE 11; an echo unanswered within the network's
+// budget is a miss, and three misses in a row close the link (a dial link then reconnects).
+// An 0810 that matches nothing the switch sent is logged and counted.
+//
+// Slow peers: a connection holding a partial frame for longer than read_timeout (the clock
+// restarts with every whole frame) is closed with a log line (a slow writer). A slow reader is
+// bounded by its write buffer (256 KiB): a response that does not fit closes the connection.
+// Timers run on the shard's tick, with 10 ms resolution; no timer object per connection.
+//
+// Logs: connection events as JSON lines (switch/log.h), never per message.
 //
 // Thread-safety: construct, run() and listening_port() from one thread; stop() from any
 // thread.
@@ -75,6 +104,16 @@ class Server {
     std::uint64_t requests = 0;
     std::uint64_t responses = 0;
     std::uint64_t closed_bad_input = 0;
+    std::uint64_t closed_timeout = 0;  // handshake, read_timeout, sign-on or echoes unanswered
+    std::uint64_t tls_failures = 0;    // TLS handshakes that failed
+    std::uint64_t dial_connects = 0;   // dial links connected (TCP)
+    std::uint64_t dial_failures = 0;   // dial attempts that failed
+    std::uint64_t sign_ons = 0;        // the switch's sign-ons answered 00 (dial)
+    std::uint64_t refused_not_signed_on = 0;  // requests answered 91: no sign-on
+    std::uint64_t echoes_sent = 0;
+    std::uint64_t echoes_answered = 0;
+    std::uint64_t echoes_missed = 0;
+    std::uint64_t unmatched_responses = 0;  // 0810s matching no 0800 the switch sent
     std::uint64_t rule_reloads = 0;
     std::uint64_t rule_reload_failures = 0;
   };

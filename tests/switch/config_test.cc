@@ -193,6 +193,7 @@ TEST(Config, NetworkDefaults) {
   EXPECT_EQ(n.budget, milliseconds(150));
   EXPECT_EQ(n.in_flight_max, 1024U);
   EXPECT_EQ(n.echo_interval, milliseconds(30'000));
+  EXPECT_EQ(n.read_timeout, milliseconds(30'000));
   EXPECT_FALSE(n.sign_on_required);
   EXPECT_EQ(n.response_codes, "acq");
   EXPECT_FALSE(n.tls.enabled);
@@ -242,6 +243,7 @@ framing = "len4-ascii+max=4096+header=2"
 budget = "2s"
 in_flight_max = 16
 echo_interval = "0s"
+read_timeout = "250ms"
 sign_on_required = true
 response_codes = "network_b"
 reconnect = { min = "1s", max = "1m" }
@@ -277,6 +279,7 @@ tls = { enabled = true, verify_peer = false, server_name = "b.example" }
   EXPECT_EQ(n.budget, milliseconds(2'000));
   EXPECT_EQ(n.in_flight_max, 16U);
   EXPECT_EQ(n.echo_interval, milliseconds(0));
+  EXPECT_EQ(n.read_timeout, milliseconds(250));
   EXPECT_TRUE(n.sign_on_required);
   EXPECT_EQ(n.response_codes, "network_b");
   EXPECT_EQ(n.reconnect.min, milliseconds(1'000));
@@ -307,8 +310,8 @@ TEST(Config, EachMistakeHasItsMessage) {
        "timeout = \"150ms\")"},
       {"unknown network key", net + "budget_msec = 3\n",
        "authswitch.toml:6: network[0].budget_msec: unknown key (keys of network[0]: name, role, "
-       "address, dialect, framing, budget, in_flight_max, echo_interval, sign_on_required, "
-       "response_codes, tls, reconnect, max_connections)"},
+       "address, dialect, framing, budget, in_flight_max, echo_interval, read_timeout, "
+       "sign_on_required, response_codes, tls, reconnect, max_connections)"},
       {"wrong type", "[switch]\nshards = \"4\"\n",
        "authswitch.toml:2: switch.shards: expected an integer, got a string"},
       {"wrong type of a duration", "[redis]\ntimeout = 50\n",
@@ -335,6 +338,8 @@ TEST(Config, EachMistakeHasItsMessage) {
        "authswitch.toml:2: redis.timeout: \"1m\" is out of range (1ms..10s)"},
       {"echo interval out of range", net + "echo_interval = \"500ms\"\n",
        "authswitch.toml:6: network[0].echo_interval: \"500ms\" is out of range (0 or 1s..1h)"},
+      {"read timeout out of range", net + "read_timeout = \"10ms\"\n",
+       "authswitch.toml:6: network[0].read_timeout: \"10ms\" is out of range (100ms..1h)"},
       {"bad stand-in policy", "[stand_in]\npolicy = \"maybe\"\n",
        "authswitch.toml:2: stand_in.policy: unknown policy \"maybe\" (one of: decline, approve)"},
       {"approve without limits", "[stand_in]\npolicy = \"approve\"\ncurrency = \"840\"\n",
@@ -456,8 +461,8 @@ colour = "blue"
             ".toml)\n"
             "authswitch.toml:15: network[1].name: duplicate network name \"a\" (also network[0])\n"
             "authswitch.toml:18: network[1].colour: unknown key (keys of network[1]: name, role, "
-            "address, dialect, framing, budget, in_flight_max, echo_interval, sign_on_required, "
-            "response_codes, tls, reconnect, max_connections)");
+            "address, dialect, framing, budget, in_flight_max, echo_interval, read_timeout, "
+            "sign_on_required, response_codes, tls, reconnect, max_connections)");
 }
 
 TEST(Config, MissingFileIsAConfigError) {

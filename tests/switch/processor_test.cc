@@ -470,6 +470,84 @@ TEST_F(ProcessorTest, NetworkManagementIsAnsweredAtOnce) {
   EXPECT_EQ(processor_->in_flight(), 0U);
 }
 
+// Sign-on state belongs to the connection (ConnectionState), not to the processor: one
+// connection's sign-on does not open another, and before it (or after a sign-off) financial
+// requests, advices and reversals are answered 91 without Redis.
+TEST_F(ProcessorTest, SignOnIsPerConnection) {
+  ConnectionState a;
+  a.sign_on_required = true;
+  ConnectionState b = a;
+  Txn t;
+  t.stan = "000601";
+  const auto answer = [&](std::uint64_t id, const Txn& m, ConnectionState& c) {
+    EXPECT_EQ(processor_->handle(id, encode(m), Clock::now(), kNow, &c), HandleStatus::kAccepted);
+    pipeline_->flush();
+    EXPECT_TRUE(run_until([&] { return sink_.find(id) != nullptr; }));
+    const auto* bytes = sink_.find(id);
+    return bytes == nullptr ? Response{} : decode_response(*bytes);
+  };
+  EXPECT_EQ(answer(1, t, a).de39, "91");  // synchronously: no Redis
+  Txn reversal = t;
+  reversal.mti = 420;
+  reversal.stan = "000602";
+  reversal.de90 = t.original_data();
+  EXPECT_EQ(answer(2, reversal, a).de39, "91");
+  Txn sign_on;
+  sign_on.mti = 800;
+  sign_on.pan.clear();
+  sign_on.de3.clear();
+  sign_on.amount.clear();
+  sign_on.expiry.clear();
+  sign_on.mcc.clear();
+  sign_on.currency.clear();
+  sign_on.de70 = "001";
+  sign_on.stan = "000603";
+  EXPECT_EQ(answer(3, sign_on, a).de39, "00");
+  EXPECT_TRUE(a.signed_on);
+  EXPECT_FALSE(b.signed_on);
+  t.stan = "000604";
+  EXPECT_EQ(answer(4, t, a).de39, "00");
+  t.stan = "000605";
+  EXPECT_EQ(answer(5, t, b).de39, "91");
+  EXPECT_EQ(a.refused_not_signed_on, 2U);
+  EXPECT_EQ(b.refused_not_signed_on, 1U);
+  EXPECT_EQ(processor_->stats().not_signed_on, 3U);
+  EXPECT_FALSE(processor_->signed_on());  // the processor's own state is untouched
+  EXPECT_EQ(held("R"), 12'500);           // only the request after sign-on reached Redis
+  settle();
+}
+
+// The switch's own 0800 (sign-on, echo), and the 0810 that answers it, described in the
+// connection state for the network layer to match by DE 11.
+TEST_F(ProcessorTest, NetworkRequestsAndTheirResponses) {
+  std::array<std::byte, 512> out{};
+  const std::size_t n = processor_->encode_network_request("301", 1'000'042, kNow, out);
+  ASSERT_GT(n, 0U);
+  const Response echo =
+      decode_response({out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n)});
+  EXPECT_EQ(echo.mti, 800);
+  EXPECT_EQ(echo.de11, "000042");  // DE 11 is n6
+  EXPECT_EQ(echo.de70, "301");
+  // The peer's 0810 is not a request: nothing is sent, the connection state describes it.
+  iso8583::MessageBuilder b(iso8583::builtin_dialect("iso87-ascii"));
+  b.reset(810);
+  b.set_text(7, "1124153000");
+  b.set_text(11, "000042");
+  b.set_text(39, "00");
+  b.set_text(70, "301");
+  std::array<std::byte, 512> reply{};
+  const auto len = b.encode(reply);
+  ASSERT_TRUE(len.has_value());
+  ConnectionState c;
+  EXPECT_EQ(processor_->handle(9, {reply.data(), *len}, Clock::now(), kNow, &c),
+            HandleStatus::kNotARequest);
+  EXPECT_EQ(c.response_mti, 810);
+  EXPECT_EQ(c.response_stan, 42U);
+  EXPECT_TRUE(c.response_approved);
+  EXPECT_EQ(sink_.find(9), nullptr);
+  EXPECT_EQ(processor_->in_flight(), 0U);
+}
+
 TEST_F(ProcessorTest, UnsupportedMessagesAndTransactionTypesGet12) {
   Txn t;
   t.mti = 300;

@@ -1,0 +1,805 @@
+// The switch's network layer over real sockets (switch/server.h, issue 5): TLS and mutual TLS
+// on a listen network, dial networks against an acceptor in the test (sign-on, reconnect with
+// back-off, TLS), sign-on enforcement per connection, idle echoes, slow writers, Redis killed
+// under traffic, and SIGTERM of the real authswitch binary with requests in flight. TLS test
+// certificates are made at test time with the openssl command-line tool.
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "iso8583/dialect_loader.h"
+#include "iso8583/message.h"
+#include "risk/rules.h"
+#include "switch/config.h"
+#include "switch/log.h"
+#include "switch/server.h"
+#include "tests/support/alloc_counter.h"
+#include "tests/support/redis_fixture.h"
+#include "tests/switch/test_messages.h"
+
+namespace authswitch::switching {
+namespace {
+
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------------
+// Certificates: a CA, a server certificate for 127.0.0.1 / localhost, a client certificate,
+// and another CA with its own client certificate.
+
+struct Certs {
+  std::string dir;
+  std::string ca, server_crt, server_key, client_crt, client_key, other_crt, other_key;
+};
+
+bool run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+
+const Certs& certs() {
+  static const Certs c = [] {
+    Certs k;
+    k.dir = (std::filesystem::temp_directory_path() /
+             ("network_test_tls_" + std::to_string(::getpid())))
+                .string();
+    std::filesystem::create_directories(k.dir);
+    const std::string o = AS_OPENSSL_BINARY;
+    const std::string d = k.dir + "/";
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+    std::ofstream(d + "server.ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+    std::ofstream(d + "client.ext") << "extendedKeyUsage=clientAuth\n";
+    bool ok = true;
+    for (const char* ca : {"ca", "other_ca"}) {
+      ok = ok && run(o + " req -x509" + ec + "-keyout " + d + ca + ".key -out " + d + ca +
+                     ".crt -days 2 -subj /CN=" + ca);
+    }
+    const auto leaf = [&](const std::string& name, const std::string& ca, const std::string& ext) {
+      return run(o + " req" + ec + "-keyout " + d + name + ".key -out " + d + name +
+                 ".csr -subj /CN=" + name) &&
+             run(o + " x509 -req -in " + d + name + ".csr -CA " + d + ca + ".crt -CAkey " + d + ca +
+                 ".key -CAcreateserial -days 2 -out " + d + name + ".crt -extfile " + d + ext);
+    };
+    ok = ok && leaf("server", "ca", "server.ext") && leaf("client", "ca", "client.ext") &&
+         leaf("other", "other_ca", "client.ext");
+    if (!ok) {
+      ADD_FAILURE() << "openssl could not make the test certificates";
+    }
+    k.ca = d + "ca.crt";
+    k.server_crt = d + "server.crt";
+    k.server_key = d + "server.key";
+    k.client_crt = d + "client.crt";
+    k.client_key = d + "client.key";
+    k.other_crt = d + "other.crt";
+    k.other_key = d + "other.key";
+    return k;
+  }();
+  return c;
+}
+
+struct SslCtxFree {
+  void operator()(SSL_CTX* c) const noexcept { SSL_CTX_free(c); }
+};
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
+
+// A TLS client context trusting the test CA, with an optional client certificate.
+SslCtxPtr client_ctx(const std::string& cert = "", const std::string& key = "") {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX_load_verify_locations(ctx.get(), certs().ca.c_str(), nullptr);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (!cert.empty()) {
+    SSL_CTX_use_certificate_chain_file(ctx.get(), cert.c_str());
+    SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM);
+  }
+  return ctx;
+}
+
+SslCtxPtr server_ctx() {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  SSL_CTX_use_certificate_chain_file(ctx.get(), certs().server_crt.c_str());
+  SSL_CTX_use_PrivateKey_file(ctx.get(), certs().server_key.c_str(), SSL_FILETYPE_PEM);
+  return ctx;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A blocking peer (client or accepted connection), plain or TLS, speaking len2-binary frames.
+
+class Peer {
+ public:
+  // Connects to 127.0.0.1:port; with `ctx`, handshakes TLS (handshake_ok() says whether it
+  // finished).
+  static std::unique_ptr<Peer> connect(std::uint16_t port, SSL_CTX* ctx = nullptr) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ADD_FAILURE() << "connect failed";
+    }
+    auto p = std::unique_ptr<Peer>(new Peer(fd));
+    if (ctx != nullptr) {
+      p->ssl_ = SSL_new(ctx);
+      SSL_set_fd(p->ssl_, fd);
+      SSL_set1_host(p->ssl_, "127.0.0.1");
+      p->handshake_ok_ = SSL_connect(p->ssl_) == 1;
+    }
+    return p;
+  }
+  // Wraps an accepted socket; with `ctx`, handshakes TLS as the server.
+  static std::unique_ptr<Peer> accepted(int fd, SSL_CTX* ctx = nullptr) {
+    auto p = std::unique_ptr<Peer>(new Peer(fd));
+    if (ctx != nullptr) {
+      p->ssl_ = SSL_new(ctx);
+      SSL_set_fd(p->ssl_, fd);
+      p->handshake_ok_ = SSL_accept(p->ssl_) == 1;
+    }
+    return p;
+  }
+  ~Peer() {
+    if (ssl_ != nullptr) {
+      SSL_free(ssl_);
+    }
+    ::close(fd_);
+  }
+  Peer(const Peer&) = delete;
+  Peer& operator=(const Peer&) = delete;
+
+  [[nodiscard]] bool handshake_ok() const { return handshake_ok_; }
+  void set_timeout(std::chrono::milliseconds t) const {
+    timeval tv{static_cast<time_t>(t.count() / 1000),
+               static_cast<suseconds_t>(t.count() % 1000 * 1000)};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+
+  bool send_raw(const std::vector<std::byte>& bytes) const {
+    if (ssl_ != nullptr) {
+      return SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size())) ==
+             static_cast<int>(bytes.size());
+    }
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  static std::vector<std::byte> frame(const std::vector<std::byte>& message) {
+    std::vector<std::byte> out = {static_cast<std::byte>(message.size() >> 8U),
+                                  static_cast<std::byte>(message.size() & 0xFFU)};
+    out.insert(out.end(), message.begin(), message.end());
+    return out;
+  }
+  bool send(const std::vector<std::byte>& message) const { return send_raw(frame(message)); }
+  bool send(const Txn& t) const { return send(encode(t)); }
+
+  // The next message, or empty on EOF, error or timeout.
+  std::vector<std::byte> receive() const {
+    std::array<std::byte, 2> len{};
+    if (!read_exact(len.data(), 2)) {
+      return {};
+    }
+    const auto n =
+        (std::to_integer<std::size_t>(len[0]) << 8U) | std::to_integer<std::size_t>(len[1]);
+    std::vector<std::byte> msg(n);
+    if (!read_exact(msg.data(), n)) {
+      return {};
+    }
+    return msg;
+  }
+  // Reads `frames` whole frames into `buf` (sized by the caller); no allocation.
+  bool receive_raw(std::size_t frames, std::vector<std::byte>& buf) const {
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < frames; ++i) {
+      if (buf.size() - at < 2 || !read_exact(buf.data() + at, 2)) {
+        return false;
+      }
+      const auto n =
+          (std::to_integer<std::size_t>(buf[at]) << 8U) | std::to_integer<std::size_t>(buf[at + 1]);
+      at += 2;
+      if (buf.size() - at < n || !read_exact(buf.data() + at, n)) {
+        return false;
+      }
+      at += n;
+    }
+    return true;
+  }
+  // True when the other side closed the connection (EOF or reset before any byte).
+  [[nodiscard]] bool closed_by_peer() const {
+    std::byte b{};
+    if (ssl_ != nullptr) {
+      const int r = SSL_read(ssl_, &b, 1);
+      if (r > 0) {
+        return false;
+      }
+      const int e = SSL_get_error(ssl_, r);
+      return e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SSL ||
+             (e == SSL_ERROR_SYSCALL && errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+    const ssize_t r = ::recv(fd_, &b, 1, 0);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+  }
+
+ private:
+  explicit Peer(int fd) : fd_(fd) {
+    set_timeout(5s);  // no test waits forever
+    const int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  bool read_exact(std::byte* p, std::size_t n) const {
+    std::size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ssl_ != nullptr ? SSL_read(ssl_, p + got, static_cast<int>(n - got))
+                                        : ::recv(fd_, p + got, n - got, 0);
+      if (r <= 0) {
+        return false;
+      }
+      got += static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+  int fd_ = -1;
+  SSL* ssl_ = nullptr;
+  bool handshake_ok_ = true;
+};
+
+// A listening socket on a free loopback port, for dial networks to connect to.
+class Acceptor {
+ public:
+  Acceptor() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd_, 8), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~Acceptor() { ::close(fd_); }
+  Acceptor(const Acceptor&) = delete;
+  Acceptor& operator=(const Acceptor&) = delete;
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  // The next connection within `timeout`, or null.
+  std::unique_ptr<Peer> accept(std::chrono::milliseconds timeout, SSL_CTX* ctx = nullptr) const {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
+      return nullptr;
+    }
+    const int fd = ::accept(fd_, nullptr, nullptr);
+    return fd < 0 ? nullptr : Peer::accepted(fd, ctx);
+  }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Messages.
+
+struct Msg {
+  std::uint16_t mti = 0;
+  std::string de11, de39, de70;
+};
+
+Msg read_msg(const std::vector<std::byte>& bytes) {
+  Msg m;
+  if (bytes.empty()) {
+    return m;
+  }
+  iso8583::MessageView v;
+  if (!iso8583::decode(iso8583::builtin_dialect("iso87-ascii"), bytes, v)) {
+    ADD_FAILURE() << "message does not decode";
+    return m;
+  }
+  std::array<char, 64> scratch{};
+  m.mti = v.mti();
+  const auto text = [&](int de) {
+    return v.has(de) ? std::string(iso8583::text_value(v.field(de), scratch)) : std::string();
+  };
+  m.de11 = text(11);
+  m.de39 = text(39);
+  m.de70 = text(70);
+  return m;
+}
+
+Txn network_message(const std::string& de70, const std::string& stan) {
+  Txn t;
+  t.mti = 800;
+  t.pan.clear();
+  t.de3.clear();
+  t.amount.clear();
+  t.mcc.clear();
+  t.expiry.clear();
+  t.currency.clear();
+  t.de70 = de70;
+  t.stan = stan;
+  return t;
+}
+
+// An 0810 answering an 0800 with DE 11 `stan`.
+std::vector<std::byte> network_response(const std::string& stan, const std::string& de70,
+                                        const std::string& de39 = "00") {
+  iso8583::MessageBuilder b(iso8583::builtin_dialect("iso87-ascii"));
+  b.reset(810);
+  b.set_text(7, "1203120000");
+  b.set_text(11, stan);
+  b.set_text(39, de39);
+  b.set_text(70, de70);
+  std::vector<std::byte> out(512);
+  const auto n = b.encode(out);
+  EXPECT_TRUE(n.has_value());
+  out.resize(n.has_value() ? *n : 0);
+  return out;
+}
+
+Txn purchase(const std::string& stan, const std::string& amount = "000000000100") {
+  Txn t;
+  t.stan = stan;
+  t.amount = amount;
+  return t;
+}
+
+template <typename F>
+bool wait_for(F done, std::chrono::milliseconds limit = 5s) {
+  const auto until = SteadyClock::now() + limit;
+  while (!done() && SteadyClock::now() < until) {
+    std::this_thread::sleep_for(2ms);
+  }
+  return done();
+}
+
+std::string held(redisContext& redis, const std::string& account) {
+  const auto r = support::redis_command(redis, {"HGET", "as:{a:" + account + "}", "held"});
+  return r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string("?");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture: a switch with the test's networks against the shared redis-server (or its own).
+
+class NetworkTest : public support::SharedRedisTest {
+ protected:
+  void SetUp() override {
+    support::SharedRedisTest::SetUp();
+    seed(redis());
+    std::ofstream(rules_path_) << kRules;
+  }
+  void TearDown() override {
+    stop();
+    switch_.reset();
+    std::filesystem::remove(rules_path_);
+    support::SharedRedisTest::TearDown();
+  }
+  void seed(redisContext& r) {
+    seed_profile(r);
+    seed_account(r, "R", 100'000'000);
+    seed_card(r, crypto_, kPanRich, "R", "active");
+  }
+  std::string config_text(const std::string& networks, std::uint16_t redis_port,
+                          int shards = 1) const {
+    return "[switch]\nshards = " + std::to_string(shards) +
+           "\n[redis]\naddress = \"127.0.0.1:" + std::to_string(redis_port) +
+           "\"\n[http]\nenabled = false\n[audit]\npath = \"\"\n[rules]\nfile = \"" + rules_path_ +
+           "\"\n" + networks;
+  }
+  // Starts a switch serving `networks` ([[network]] tables).
+  void start(const std::string& networks, int shards = 1, std::uint16_t redis_port = 0) {
+    config_ =
+        load_config(config_text(networks, redis_port != 0 ? redis_port : server().port(), shards),
+                    "network_test.toml");
+    switch_ = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
+    if (config_.networks[0].role == NetworkRole::kListen) {
+      port_ = switch_->listening_port(0);
+    }
+    thread_ = std::thread([this] { switch_->run(); });
+  }
+  void stop() {
+    if (thread_.joinable()) {
+      switch_->stop();
+      thread_.join();
+    }
+  }
+  static std::string listen_network(const std::string& extra) {
+    return "[[network]]\nname = \"acq\"\nrole = \"listen\"\naddress = \"127.0.0.1:0\"\nbudget = "
+           "\"500ms\"\necho_interval = \"0s\"\n" +
+           extra;
+  }
+
+  std::string rules_path_ = (std::filesystem::temp_directory_path() /
+                             ("network_test_rules_" + std::to_string(::getpid()) + ".toml"))
+                                .string();
+  limits::TokenKey key_ = limits::TokenKey::from_hex(kKeyHex, "test key");
+  limits::SoftwareCardCrypto crypto_{key_};
+  SwitchConfig config_;
+  std::unique_ptr<Server> switch_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+std::string server_tls(bool mutual) {
+  const Certs& c = certs();
+  return "[network.tls]\nenabled = true\ncert = \"" + c.server_crt + "\"\nkey = \"" + c.server_key +
+         "\"\nca = \"" + c.ca + "\"\nverify_peer = " + (mutual ? "true" : "false") + "\n";
+}
+
+TEST_F(NetworkTest, TlsListenServesRequests) {
+  start(listen_network(server_tls(false)));
+  const SslCtxPtr ctx = client_ctx();
+  const auto c = Peer::connect(port_, ctx.get());
+  ASSERT_TRUE(c->handshake_ok());  // the server's certificate verifies for 127.0.0.1
+  ASSERT_TRUE(c->send(purchase("000101")));
+  const Msg a = read_msg(c->receive());
+  EXPECT_EQ(a.mti, 110);
+  EXPECT_EQ(a.de11, "000101");
+  EXPECT_EQ(a.de39, "00");
+  // A plain TCP client on a TLS port gets no answer: its bytes are not a TLS handshake.
+  const auto plain = Peer::connect(port_);
+  plain->set_timeout(2s);
+  ASSERT_TRUE(plain->send(purchase("000102")));
+  EXPECT_TRUE(plain->receive().empty());
+  EXPECT_TRUE(wait_for([&] { return switch_->totals().tls_failures == 1; }));
+}
+
+TEST_F(NetworkTest, MutualTlsRefusesClientsWithoutAGoodCertificate) {
+  start(listen_network(server_tls(true)));
+  const Certs& k = certs();
+  // No client certificate: refused (with TLS 1.3 the client may finish its side of the
+  // handshake before the server's alert arrives, so the test asks for an answer instead).
+  const SslCtxPtr none = client_ctx();
+  const auto anonymous = Peer::connect(port_, none.get());
+  if (anonymous->handshake_ok()) {
+    (void)anonymous->send(purchase("000201"));
+    EXPECT_TRUE(anonymous->receive().empty());
+  }
+  // A certificate from another CA: refused.
+  const SslCtxPtr other = client_ctx(k.other_crt, k.other_key);
+  const auto stranger = Peer::connect(port_, other.get());
+  if (stranger->handshake_ok()) {
+    (void)stranger->send(purchase("000202"));
+    EXPECT_TRUE(stranger->receive().empty());
+  }
+  EXPECT_TRUE(wait_for([&] { return switch_->totals().tls_failures == 2; }));
+  // A certificate of the configured CA: served.
+  const SslCtxPtr good = client_ctx(k.client_crt, k.client_key);
+  const auto member = Peer::connect(port_, good.get());
+  ASSERT_TRUE(member->handshake_ok());
+  ASSERT_TRUE(member->send(purchase("000203")));
+  EXPECT_EQ(read_msg(member->receive()).de39, "00");
+  EXPECT_EQ(switch_->totals().requests, 1U);
+}
+
+std::string dial_network(std::uint16_t port, const std::string& extra) {
+  return "[[network]]\nname = \"net_b\"\nrole = \"dial\"\naddress = \"127.0.0.1:" +
+         std::to_string(port) + "\"\nbudget = \"500ms\"\necho_interval = \"0s\"\n" + extra;
+}
+
+TEST_F(NetworkTest, DialSignsOnFirstThenServesAndReconnectsAfterBackOff) {
+  const Acceptor acceptor;
+  start(dial_network(acceptor.port(),
+                     "sign_on_required = true\nreconnect = { min = \"200ms\", max = \"2s\" }\n"));
+  auto link = acceptor.accept(5s);
+  ASSERT_NE(link, nullptr);
+  // The switch signs on first.
+  const Msg sign_on = read_msg(link->receive());
+  EXPECT_EQ(sign_on.mti, 800);
+  EXPECT_EQ(sign_on.de70, "001");
+  ASSERT_EQ(sign_on.de11.size(), 6U);
+  // Before the 0810, a request is answered 91 without Redis.
+  ASSERT_TRUE(link->send(purchase("000301")));
+  EXPECT_EQ(read_msg(link->receive()).de39, "91");
+  ASSERT_TRUE(link->send(network_response(sign_on.de11, "001")));
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().sign_ons == 1; }));
+  ASSERT_TRUE(link->send(purchase("000302")));
+  const Msg a = read_msg(link->receive());
+  EXPECT_EQ(a.mti, 110);
+  EXPECT_EQ(a.de39, "00");
+  EXPECT_EQ(held(redis(), "R"), "100");  // only the request served after sign-on
+  // The network drops the link: the switch dials again after the back-off and signs on again.
+  const auto dropped = SteadyClock::now();
+  link.reset();
+  link = acceptor.accept(5s);
+  ASSERT_NE(link, nullptr);
+  EXPECT_GE(SteadyClock::now() - dropped, 150ms);  // reconnect.min, less timer resolution
+  const Msg again = read_msg(link->receive());
+  EXPECT_EQ(again.mti, 800);
+  EXPECT_EQ(again.de70, "001");
+  ASSERT_TRUE(link->send(network_response(again.de11, "001")));
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().sign_ons == 2; }));
+  ASSERT_TRUE(link->send(purchase("000303")));
+  EXPECT_EQ(read_msg(link->receive()).de39, "00");
+  EXPECT_EQ(switch_->totals().dial_connects, 2U);
+}
+
+TEST_F(NetworkTest, DialRetriesARefusedConnectionAndARefusedSignOn) {
+  std::uint16_t port = 0;
+  {
+    const Acceptor probe;  // a port nobody listens on once it is closed
+    port = probe.port();
+  }
+  start(dial_network(
+      port, "sign_on_required = true\nreconnect = { min = \"100ms\", max = \"400ms\" }\n"));
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().dial_failures >= 3; }));
+  EXPECT_EQ(switch_->totals().dial_connects, 0U);
+}
+
+TEST_F(NetworkTest, TlsDialVerifiesTheServerAndServes) {
+  const Acceptor acceptor;
+  const Certs& k = certs();
+  start(dial_network(acceptor.port(), "[network.tls]\nenabled = true\nca = \"" + k.ca +
+                                          "\"\nverify_peer = true\nserver_name = \"localhost\"\n"));
+  const SslCtxPtr ctx = server_ctx();
+  const auto link = acceptor.accept(5s, ctx.get());
+  ASSERT_NE(link, nullptr);
+  ASSERT_TRUE(link->handshake_ok());
+  ASSERT_TRUE(link->send(purchase("000401")));
+  const Msg a = read_msg(link->receive());
+  EXPECT_EQ(a.mti, 110);
+  EXPECT_EQ(a.de39, "00");
+  EXPECT_EQ(switch_->totals().tls_failures, 0U);
+}
+
+TEST_F(NetworkTest, SignOnIsEnforcedPerConnection) {
+  start(listen_network("sign_on_required = true\n"), 2);
+  const auto a = Peer::connect(port_);
+  const auto b = Peer::connect(port_);
+  ASSERT_TRUE(a->send(purchase("000501")));
+  EXPECT_EQ(read_msg(a->receive()).de39, "91");
+  Txn advice = purchase("000502");
+  advice.mti = 120;
+  ASSERT_TRUE(a->send(advice));
+  const Msg refused_advice = read_msg(a->receive());
+  EXPECT_EQ(refused_advice.mti, 130);
+  EXPECT_EQ(refused_advice.de39, "91");
+  ASSERT_TRUE(a->send(network_message("001", "000503")));
+  const Msg signed_on = read_msg(a->receive());
+  EXPECT_EQ(signed_on.mti, 810);
+  EXPECT_EQ(signed_on.de39, "00");
+  ASSERT_TRUE(a->send(purchase("000504")));
+  EXPECT_EQ(read_msg(a->receive()).de39, "00");
+  // Another connection of the same network is not signed on by a's sign-on.
+  ASSERT_TRUE(b->send(purchase("000505")));
+  EXPECT_EQ(read_msg(b->receive()).de39, "91");
+  ASSERT_TRUE(a->send(network_message("002", "000506")));
+  EXPECT_EQ(read_msg(a->receive()).de39, "00");
+  ASSERT_TRUE(a->send(purchase("000507")));
+  EXPECT_EQ(read_msg(a->receive()).de39, "91");
+  EXPECT_EQ(held(redis(), "R"), "100");  // Redis saw only the one request served
+  EXPECT_EQ(switch_->totals().refused_not_signed_on, 4U);
+}
+
+TEST_F(NetworkTest, IdleEchoIsMatchedAndUnansweredEchoesCloseTheLink) {
+  start(
+      "[[network]]\nname = \"acq\"\nrole = \"listen\"\naddress = \"127.0.0.1:0\"\nbudget = "
+      "\"200ms\"\necho_interval = \"1s\"\n");
+  const auto c = Peer::connect(port_);
+  c->set_timeout(4s);
+  const Msg echo = read_msg(c->receive());
+  ASSERT_EQ(echo.mti, 800);
+  EXPECT_EQ(echo.de70, "301");
+  ASSERT_TRUE(c->send(network_response(echo.de11, "301")));
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().echoes_answered == 1; }));
+  // An 0810 the switch never asked for is counted, not answered.
+  ASSERT_TRUE(c->send(network_response("999999", "301")));
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().unmatched_responses == 1; }));
+  // Silence: three more echoes, then the switch closes the link.
+  int echoes = 0;
+  for (std::vector<std::byte> m; !(m = c->receive()).empty();) {
+    const Msg e = read_msg(m);
+    EXPECT_EQ(e.mti, 800);
+    EXPECT_NE(e.de11, echo.de11);  // each echo has its own STAN
+    ++echoes;
+  }
+  EXPECT_EQ(echoes, 3);
+  EXPECT_TRUE(wait_for([&] { return switch_->totals().closed_timeout == 1; }));
+  EXPECT_EQ(switch_->totals().echoes_missed, 3U);
+}
+
+TEST_F(NetworkTest, SlowWriterIsClosedAfterReadTimeout) {
+  start(listen_network("read_timeout = \"300ms\"\n"));
+  const auto slow = Peer::connect(port_);
+  const auto steady = Peer::connect(port_);
+  std::vector<std::byte> whole = Peer::frame(encode(purchase("000601")));
+  // Half a frame, then nothing.
+  ASSERT_TRUE(slow->send_raw({whole.begin(), whole.begin() + 20}));
+  const auto sent = SteadyClock::now();
+  EXPECT_TRUE(slow->closed_by_peer());
+  EXPECT_GE(SteadyClock::now() - sent, 250ms);
+  EXPECT_EQ(switch_->totals().closed_timeout, 1U);
+  // A connection that sends whole frames and waits is never closed for it.
+  std::this_thread::sleep_for(400ms);
+  ASSERT_TRUE(steady->send(purchase("000602")));
+  EXPECT_EQ(read_msg(steady->receive()).de39, "00");
+}
+
+// Redis dies under traffic: every request is still answered within its budget (91 by
+// stand-in); after the restart requests approve again, and the account holds the amounts of
+// the requests answered 00 (see the known gap at the end).
+TEST_F(NetworkTest, RedisKilledMidRunRequestsAreAnsweredAndNoHoldIsLeftUnanswered) {
+  support::RedisServerOptions o;
+  o.aof = support::AofMode::kAlways;  // what was decided survives the crash
+  support::RedisServer own(o);
+  auto r = own.connect();
+  seed(*r);
+  start(listen_network(""), 1, own.port());
+  const auto c = Peer::connect(port_);
+  std::atomic<int> approved{0};
+  std::atomic<int> declined{0};
+  std::atomic<int> unanswered{0};
+  std::atomic<bool> done{false};
+  std::atomic<std::int64_t> slowest_ms{0};
+  std::thread sender([&] {
+    for (int i = 0; !done.load(); ++i) {
+      const auto t0 = SteadyClock::now();
+      if (!c->send(purchase(std::to_string(700'000 + i)))) {
+        break;
+      }
+      const Msg a = read_msg(c->receive());
+      const auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - t0).count();
+      slowest_ms.store(std::max(slowest_ms.load(), ms));
+      if (a.de39 == "00") {
+        ++approved;
+      } else if (a.de39 == "91") {
+        ++declined;
+      } else {
+        ++unanswered;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  ASSERT_TRUE(wait_for([&] { return approved.load() >= 20; }));
+  own.kill9();
+  ASSERT_TRUE(wait_for([&] { return declined.load() >= 10; }));
+  own.restart();
+  const int approved_before = approved.load();
+  EXPECT_TRUE(wait_for([&] { return approved.load() >= approved_before + 20; }, 15s));
+  done = true;
+  sender.join();
+  EXPECT_EQ(unanswered.load(), 0);
+  EXPECT_LT(slowest_ms.load(), 500 + 1'000);  // the budget, with a generous margin
+  stop();                                     // every answer given; compensations done
+  r = own.connect();
+  // Every approval kept its hold. The one request in flight when Redis died (the sender waits
+  // for each answer) may have been decided by Redis and persisted while the switch answered it
+  // 91: its compensating reversal finds Redis down and is not retried (processor.h, "Known
+  // gaps"), so it can leave one hold of 1.00 that nobody answered for.
+  // TODO(network): retry failed compensations once Redis is back, then require equality. #5
+  const std::int64_t held_minor = std::stoll(held(*r, "R"));
+  EXPECT_GE(held_minor, 100 * approved.load());
+  EXPECT_LE(held_minor, 100 * (approved.load() + 1));
+}
+
+// The real binary: started on port 0 (its "listening" log line gives the port), stopped by
+// SIGTERM with requests in flight: every one is answered, and it exits 0.
+TEST_F(NetworkTest, SigtermOfTheBinaryAnswersEveryRequestInFlight) {
+  const std::string cfg_path = (std::filesystem::temp_directory_path() /
+                                ("network_test_" + std::to_string(::getpid()) + ".toml"))
+                                   .string();
+  std::ofstream(cfg_path) << config_text(listen_network("") + "in_flight_max = 64\n",
+                                         server().port(), 2);
+  std::array<int, 2> err{};
+  ASSERT_EQ(::pipe(err.data()), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(err[1], STDERR_FILENO);
+    ::close(err[0]);
+    ::setenv("AS_PAN_TOKEN_KEY_HEX", kKeyHex, 1);
+    ::execl(AS_SWITCH_BINARY, AS_SWITCH_BINARY, "--config", cfg_path.c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(err[1]);
+  // Read stderr until the listening line.
+  std::string log;
+  std::uint16_t port = 0;
+  const std::string marker = R"({"event":"listening","network":"acq","address":"127.0.0.1:)";
+  const auto until = SteadyClock::now() + 15s;
+  while (port == 0 && SteadyClock::now() < until) {
+    pollfd p{err[0], POLLIN, 0};
+    if (::poll(&p, 1, 100) != 1) {
+      continue;
+    }
+    std::array<char, 512> buf{};
+    const ssize_t n = ::read(err[0], buf.data(), buf.size());
+    if (n <= 0) {
+      break;
+    }
+    log.append(buf.data(), static_cast<std::size_t>(n));
+    if (const auto at = log.find(marker); at != std::string::npos) {
+      port = static_cast<std::uint16_t>(std::stoi(log.substr(at + marker.size())));
+    }
+  }
+  ASSERT_NE(port, 0) << log;
+  const auto c = Peer::connect(port);
+  ASSERT_TRUE(c->send(purchase("000800")));
+  ASSERT_EQ(read_msg(c->receive()).de39, "00");  // accepting, Redis ready
+  std::vector<std::byte> burst;
+  constexpr int kRequests = 50;
+  for (int i = 0; i < kRequests; ++i) {
+    const auto f = Peer::frame(encode(purchase(std::to_string(800'001 + i))));
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  ASSERT_TRUE(c->send_raw(burst));
+  std::this_thread::sleep_for(5ms);  // let the switch read them
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int answered = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    if (read_msg(c->receive()).de39 == "00") {
+      ++answered;
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ::close(err[0]);
+  std::filesystem::remove(cfg_path);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(answered, kRequests);
+  EXPECT_EQ(held(redis(), "R"), std::to_string(100 * (kRequests + 1)));
+}
+
+TEST_F(NetworkTest, NoAllocationPerMessageOverTlsOnceWarm) {
+  start(listen_network(server_tls(false)));
+  const SslCtxPtr ctx = client_ctx();
+  const auto c = Peer::connect(port_, ctx.get());
+  ASSERT_TRUE(c->handshake_ok());
+  const auto burst = [](int n, int first) {
+    std::vector<std::byte> out;
+    for (int i = 0; i < n; ++i) {
+      const auto f = Peer::frame(encode(purchase(std::to_string(first + i))));
+      out.insert(out.end(), f.begin(), f.end());
+    }
+    return out;
+  };
+  std::vector<std::byte> in(1 << 20);
+  for (int round = 0; round < 4; ++round) {
+    ASSERT_TRUE(c->send_raw(burst(100, 900'000 + round * 100)));
+    ASSERT_TRUE(c->receive_raw(100, in));
+  }
+  const std::vector<std::byte> measured = burst(200, 950'000);
+  const std::uint64_t before = support::process_allocations();
+  ASSERT_TRUE(c->send_raw(measured));
+  const bool all = c->receive_raw(200, in);
+  const std::uint64_t after = support::process_allocations();
+  ASSERT_TRUE(all);
+  // Both ends of the TLS connection are in this process (the test's client too).
+  EXPECT_EQ(after - before, 0U);
+}
+
+TEST(LogTest, JsonLinesAreEscapedAndOrdered) {
+  configure_log("sw-1", LogLevel::kInfo);
+  const std::string line =
+      format_log_line(LogLevel::kWarn, "connection_closed", "acq", "bad \"frame\"\n\x01",
+                      {{"peer", "127.0.0.1:5000"}}, 1'764'763'200'123);
+  EXPECT_EQ(line,
+            R"({"event":"connection_closed","network":"acq","peer":"127.0.0.1:5000",)"
+            R"("detail":"bad \"frame\"\n\u0001","level":"warn","time":"2025-12-03T12:00:00.123Z",)"
+            R"("instance":"sw-1"})");
+  EXPECT_TRUE(log_enabled(LogLevel::kError));
+  EXPECT_FALSE(log_enabled(LogLevel::kDebug));
+  configure_log("authswitch", LogLevel::kInfo);
+}
+
+}  // namespace
+}  // namespace authswitch::switching
