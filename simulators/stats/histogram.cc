@@ -1,6 +1,7 @@
 #include "simulators/stats/histogram.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstddef>
@@ -23,12 +24,12 @@ constexpr unsigned kBits = LatencyHistogram::kSubBucketBits;
 constexpr std::uint64_t kSub = LatencyHistogram::kSubBucketCount;
 constexpr std::uint64_t kExactLimit = 2 * kSub;   // values below it are exact
 constexpr unsigned kLowestMagnitude = kBits + 1;  // 2^8 = kExactLimit
-constexpr unsigned kHighestMagnitude = 40;        // 2^40 = kHighestTrackable_ns
+constexpr unsigned kHighestMagnitude = 40;        // 2^40 = kTrackableNsMax
 constexpr std::size_t kBucketCount =
     static_cast<std::size_t>(kExactLimit + (kHighestMagnitude - kLowestMagnitude + 1) * kSub);
 
 static_assert(std::uint64_t{1} << kLowestMagnitude == kExactLimit);
-static_assert(std::uint64_t{1} << kHighestMagnitude == LatencyHistogram::kHighestTrackable_ns);
+static_assert(std::uint64_t{1} << kHighestMagnitude == LatencyHistogram::kTrackableNsMax);
 static_assert(kBucketCount == 4480);
 
 // a * b as 128 bits {low, high}, without __int128 (ISO C++ has none; -Wpedantic).
@@ -64,7 +65,7 @@ std::size_t LatencyHistogram::bucket_index(std::uint64_t value_ns) noexcept {
   if (value_ns < kExactLimit) {
     return static_cast<std::size_t>(value_ns);
   }
-  if (value_ns > kHighestTrackable_ns) {
+  if (value_ns > kTrackableNsMax) {
     return kBucketCount - 1;
   }
   const auto magnitude = static_cast<unsigned>(std::bit_width(value_ns) - 1);  // 8..40
@@ -176,7 +177,7 @@ std::vector<LatencyHistogram::CurvePoint> LatencyHistogram::percentile_curve() c
   }
   // 1 - q runs 1, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01, ... 1e-6: two halvings then a step to the
   // next decade, so the decade ticks of the plot (90%, 99%, 99.9%) are points of their own.
-  constexpr double kSteps[] = {1.0, 0.5, 0.25};
+  constexpr std::array<double, 3> kSteps = {1.0, 0.5, 0.25};
   constexpr int kDecades = 6;
   for (int decade = 0; decade <= kDecades; ++decade) {
     for (const double step : kSteps) {

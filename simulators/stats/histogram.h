@@ -23,7 +23,7 @@ class LatencyHistogram {
   static constexpr unsigned kSubBucketBits = 7;
   static constexpr std::uint64_t kSubBucketCount = std::uint64_t{1} << kSubBucketBits;
   // The highest value with a bucket of its own; larger values land in the top bucket.
-  static constexpr std::uint64_t kHighestTrackable_ns = std::uint64_t{1} << 40;
+  static constexpr std::uint64_t kTrackableNsMax = std::uint64_t{1} << 40;
 
   LatencyHistogram();
 

@@ -1,6 +1,7 @@
 #include "simulators/stats/report.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -26,10 +27,10 @@ std::string fixed(double v, int decimals) {
   if (!std::isfinite(v)) {
     return "0";
   }
-  char buffer[64];
-  const int n = std::snprintf(buffer, sizeof buffer, "%.*f", decimals, v);
+  std::array<char, 64> buffer{};
+  const int n = std::snprintf(buffer.data(), buffer.size(), "%.*f", decimals, v);
   AS_ASSERT(n > 0);
-  return std::string(buffer, std::min(static_cast<std::size_t>(n), sizeof buffer - 1));
+  return {buffer.data(), std::min(static_cast<std::size_t>(n), buffer.size() - 1)};
 }
 
 double to_us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
@@ -58,23 +59,25 @@ std::string tick_text(double v) {
   return s == "-0" ? "0" : s;
 }
 
-// The smallest 1, 2 or 5 times a power of ten that is >= v (the top of a chart's axis).
-double nice_ceiling(double v) {
+// The smallest 1, 2, 2.5 or 5 times a power of ten that is >= v: a step between axis ticks.
+double nice_step(double v) {
   if (!(v > 0) || !std::isfinite(v)) {
     return 1;
   }
   const double power = std::pow(10.0, std::floor(std::log10(v)));
-  const double fraction = v / power;
-  double nice = 10;
-  if (fraction <= 1) {
-    nice = 1;
-  } else if (fraction <= 2) {
-    nice = 2;
-  } else if (fraction <= 5) {
-    nice = 5;
+  for (const double nice : {1.0, 2.0, 2.5, 5.0}) {
+    if (v <= nice * power * (1 + 1e-9)) {
+      return nice * power;
+    }
   }
-  return nice * power;
+  return 10 * power;
 }
+
+// The y axes have five intervals (a left and a right axis share the grid lines).
+constexpr int kYIntervals = 5;
+
+// The top of a y axis showing values up to v: five nice steps.
+double y_axis_top(double v) { return kYIntervals * nice_step(v / kYIntervals); }
 
 // ---- Text ----
 
@@ -283,7 +286,7 @@ void append_html_samples(std::string& out, const RunReport& r) {
 // ranges it shows. Only ever a local value while one chart is drawn.
 struct Frame {
   static constexpr double kWidth = 800;
-  static constexpr double kHeight = 380;
+  static constexpr double kHeight = 400;
   static constexpr double kLeft = 70;
   static constexpr double kRight = 730;  // leaves room for a second y axis
   static constexpr double kTop = 40;
@@ -300,13 +303,13 @@ struct Frame {
 std::string coords(double x, double y) { return fixed(x, 1) + "," + fixed(y, 1); }
 
 void svg_open(std::string& out, const char* id, const char* caption) {
-  out += "<svg id=\"";
+  out += R"(<svg id=")";
   out += id;
-  out += "\" viewBox=\"0 0 " + fixed(Frame::kWidth, 0) + " " + fixed(Frame::kHeight, 0) +
+  out += R"(" viewBox="0 0 )" + fixed(Frame::kWidth, 0) + " " + fixed(Frame::kHeight, 0) +
          "\" role=\"img\">\n<title>";
   out += caption;
   out += "</title>\n<text x=\"" + fixed(Frame::kWidth / 2, 0) +
-         "\" y=\"22\" class=\"caption\" text-anchor=\"middle\">";
+         R"(" y="22" class="caption" text-anchor="middle">)";
   out += caption;
   out += "</text>\n<rect x=\"" + fixed(Frame::kLeft, 0) + "\" y=\"" + fixed(Frame::kTop, 0) +
          "\" width=\"" + fixed(Frame::kRight - Frame::kLeft, 0) + "\" height=\"" +
@@ -327,13 +330,12 @@ void svg_line(std::string& out, double x1, double y1, double x2, double y2, cons
 // Horizontal grid lines and labels of the left y axis (and of the right one when `right` is
 // set), five intervals from 0 to y_max.
 void svg_y_axes(std::string& out, const Frame& f, const char* label, const char* right_label) {
-  constexpr int kIntervals = 5;
-  for (int i = 0; i <= kIntervals; ++i) {
-    const double y = f.y_max * i / kIntervals;
+  for (int i = 0; i <= kYIntervals; ++i) {
+    const double y = f.y_max * i / kYIntervals;
     svg_line(out, Frame::kLeft, f.py(y), Frame::kRight, f.py(y), "grid");
     svg_text(out, Frame::kLeft - 6, f.py(y) + 4, "end", tick_text(y));
     if (right_label != nullptr) {
-      svg_text(out, Frame::kRight + 6, f.py(y) + 4, "start", tick_text(f.y2_max * i / kIntervals));
+      svg_text(out, Frame::kRight + 6, f.py(y) + 4, "start", tick_text(f.y2_max * i / kYIntervals));
     }
   }
   const double middle = (Frame::kTop + Frame::kBottom) / 2;
@@ -346,7 +348,7 @@ void svg_y_axes(std::string& out, const Frame& f, const char* label, const char*
 }
 
 void svg_x_label(std::string& out, const char* label) {
-  svg_text(out, (Frame::kLeft + Frame::kRight) / 2, Frame::kHeight - 14, "middle", label, "label");
+  svg_text(out, (Frame::kLeft + Frame::kRight) / 2, Frame::kBottom + 36, "middle", label, "label");
 }
 
 void svg_no_data(std::string& out, const char* what) {
@@ -369,16 +371,21 @@ void append_percentile_svg(std::string& out, const LatencyHistogram& h) {
   svg_open(out, "percentile-curve", "Latency by percentile");
   Frame f;
   f.x_max = kCurveMaxX;
-  f.y_max = nice_ceiling(to_us(h.max()));
+  f.y_max = y_axis_top(to_us(h.max()));
   svg_y_axes(out, f, "latency (us)", nullptr);
   struct Tick {
     double q;
     const char* text;
   };
-  constexpr Tick kTicks[] = {
-      {0, "0%"},        {0.5, "50%"},       {0.9, "90%"},         {0.99, "99%"},
-      {0.999, "99.9%"}, {0.9999, "99.99%"}, {0.99999, "99.999%"}, {0.999999, "99.9999%"},
-      {1, "max"}};
+  constexpr std::array<Tick, 9> kTicks = {{{0, "0%"},
+                                           {0.5, "50%"},
+                                           {0.9, "90%"},
+                                           {0.99, "99%"},
+                                           {0.999, "99.9%"},
+                                           {0.9999, "99.99%"},
+                                           {0.99999, "99.999%"},
+                                           {0.999999, "99.9999%"},
+                                           {1, "max"}}};
   for (const Tick& t : kTicks) {
     const double x = f.px(curve_x(t.q));
     svg_line(out, x, Frame::kTop, x, Frame::kBottom, "grid");
@@ -389,7 +396,7 @@ void append_percentile_svg(std::string& out, const LatencyHistogram& h) {
   if (curve.empty()) {
     svg_no_data(out, "no latency recorded");
   } else {
-    out += "<polyline class=\"p99\" points=\"";
+    out += R"(<polyline class="p99" points=")";
     for (const LatencyHistogram::CurvePoint& p : curve) {
       out += coords(f.px(curve_x(p.quantile)), f.py(to_us(p.value_ns))) + " ";
     }
@@ -398,19 +405,20 @@ void append_percentile_svg(std::string& out, const LatencyHistogram& h) {
   out += "</svg>\n";
 }
 
-// An SVG path through the timeline's points where `has` holds, broken where it does not.
+// An SVG path through the timeline's points i where has(i) holds, at height y(i); broken where
+// has(i) does not hold (a second with no response has no latency to draw).
 template <typename Y, typename Has>
 std::string timeline_path(const std::vector<TimelinePoint>& timeline, const Frame& f, Y y,
                           Has has) {
   std::string d;
   bool pen_down = false;
-  for (const TimelinePoint& p : timeline) {
-    if (!has(p)) {
+  for (std::size_t i = 0; i < timeline.size(); ++i) {
+    if (!has(i)) {
       pen_down = false;
       continue;
     }
     d += pen_down ? " L" : " M";
-    d += coords(f.px(p.t_s), y(p));
+    d += coords(f.px(timeline[i].t_s), y(i));
     pen_down = true;
   }
   return d;
@@ -436,12 +444,12 @@ void svg_legend(std::string& out) {
     const char* css;
     const char* text;
   };
-  constexpr Entry kEntries[] = {
-      {"p50", "p50"}, {"p99", "p99"}, {"max", "max"}, {"rate", "throughput (/s, right axis)"}};
+  constexpr std::array<Entry, 4> kEntries = {
+      {{"p50", "p50"}, {"p99", "p99"}, {"max", "max"}, {"rate", "throughput (/s, right axis)"}}};
   double x = Frame::kLeft;
   for (const Entry& e : kEntries) {
-    svg_line(out, x, Frame::kHeight - 30, x + 20, Frame::kHeight - 30, e.css);
-    svg_text(out, x + 24, Frame::kHeight - 26, "start", e.text);
+    svg_line(out, x, Frame::kHeight - 12, x + 20, Frame::kHeight - 12, e.css);
+    svg_text(out, x + 24, Frame::kHeight - 8, "start", e.text);
     x += 90;
   }
 }
@@ -454,33 +462,35 @@ void append_timeline_svg(std::string& out, const std::vector<TimelinePoint>& tim
     f.x_max = std::max(f.x_max, p.t_s);
     f.y_max = std::max(f.y_max, to_us(std::max({p.p50_ns, p.p99_ns, p.max_ns})));
   }
-  f.x_max = nice_ceiling(f.x_max);
-  f.y_max = nice_ceiling(f.y_max);
-  f.y2_max = nice_ceiling(rates.empty() ? 1 : *std::max_element(rates.begin(), rates.end()));
+  // About six ticks on the time axis, ending on the first tick at or after the last point.
+  const double x_step = nice_step(f.x_max / 6);
+  const int x_intervals = std::max(1, static_cast<int>(std::ceil(f.x_max / x_step - 1e-9)));
+  f.x_max = x_step * x_intervals;
+  f.y_max = y_axis_top(f.y_max);
+  // Headroom above the highest rate, so a steady throughput does not run along the frame.
+  const double rate_max = rates.empty() ? 1 : *std::max_element(rates.begin(), rates.end());
+  f.y2_max = y_axis_top(rate_max * 1.1);
   svg_y_axes(out, f, "latency (us)", "throughput (/s)");
-  for (int i = 0; i <= 5; ++i) {
-    const double t = f.x_max * i / 5;
+  for (int i = 0; i <= x_intervals; ++i) {
+    const double t = x_step * i;
     svg_text(out, f.px(t), Frame::kBottom + 18, "middle", tick_text(t));
   }
-  out += "<text x=\"" + fixed((Frame::kLeft + Frame::kRight) / 2, 0) + "\" y=\"" +
-         fixed(Frame::kBottom + 34, 0) +
-         "\" text-anchor=\"middle\" class=\"label\">time (s)</text>\n";
+  svg_x_label(out, "time (s)");
   if (timeline.empty()) {
     svg_no_data(out, "no timeline recorded");
   }
-  const auto answered = [](const TimelinePoint& p) { return p.received != 0; };
-  const auto line = [&](const char* css, auto ns) {
-    const auto y = [&](const TimelinePoint& p) { return f.py(to_us(ns(p))); };
+  const auto answered = [&](std::size_t i) { return timeline[i].received != 0; };
+  const auto line = [&](const char* css, std::uint64_t TimelinePoint::*ns) {
+    const auto y = [&](std::size_t i) { return f.py(to_us(timeline[i].*ns)); };
     out += std::string("<path class=\"") + css + "\" d=\"" +
            timeline_path(timeline, f, y, answered) + "\"/>\n";
   };
-  line("max", [](const TimelinePoint& p) { return p.max_ns; });
-  line("p99", [](const TimelinePoint& p) { return p.p99_ns; });
-  line("p50", [](const TimelinePoint& p) { return p.p50_ns; });
-  std::size_t index = 0;
-  const auto rate_y = [&](const TimelinePoint&) { return f.py2(rates[index++]); };
-  out += "<path class=\"rate\" d=\"" +
-         timeline_path(timeline, f, rate_y, [](const TimelinePoint&) { return true; }) + "\"/>\n";
+  line("max", &TimelinePoint::max_ns);
+  line("p99", &TimelinePoint::p99_ns);
+  line("p50", &TimelinePoint::p50_ns);
+  const auto rate_y = [&](std::size_t i) { return f.py2(rates[i]); };
+  const auto always = [](std::size_t) { return true; };
+  out += R"(<path class="rate" d=")" + timeline_path(timeline, f, rate_y, always) + "\"/>\n";
   svg_legend(out);
   out += "</svg>\n";
 }

@@ -1,6 +1,7 @@
 #include "simulators/stats/histogram.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
@@ -15,7 +16,7 @@
 namespace authswitch::netsim {
 namespace {
 
-constexpr double kQuantiles[] = {0, 0.5, 0.9, 0.99, 0.999, 0.9999, 1};
+constexpr std::array<double, 7> kQuantiles = {0, 0.5, 0.9, 0.99, 0.999, 0.9999, 1};
 
 // The exact value at quantile q, by the histogram's own definition of rank: ceil(q * n), where
 // rank 0 (q = 0) is the minimum.
@@ -150,8 +151,8 @@ TEST(LatencyHistogram, BucketTopsStayWithinRelativeError) {
     }
     probes.push_back(power + power / 2 + 12345);
   }
-  probes.push_back(LatencyHistogram::kHighestTrackable_ns - 1);
-  probes.push_back(LatencyHistogram::kHighestTrackable_ns);
+  probes.push_back(LatencyHistogram::kTrackableNsMax - 1);
+  probes.push_back(LatencyHistogram::kTrackableNsMax);
   for (const std::uint64_t v : probes) {
     LatencyHistogram h;
     h.record(v);
@@ -166,7 +167,7 @@ TEST(LatencyHistogram, MergeEqualsRecordingEverythingInOne) {
   std::mt19937_64 rng(6);
   std::lognormal_distribution<double> dist(std::log(300'000.0), 1.0);
   LatencyHistogram all;
-  LatencyHistogram parts[4];
+  std::array<LatencyHistogram, 4> parts;
   for (std::size_t i = 0; i < 200'000; ++i) {
     const std::uint64_t v = to_ns(dist(rng));
     all.record(v);
@@ -207,7 +208,7 @@ TEST(LatencyHistogram, MergeIntoEmptyKeepsMinAndMax) {
 TEST(LatencyHistogram, RecordNEqualsRecordingNTimes) {
   LatencyHistogram once;
   LatencyHistogram many;
-  const std::uint64_t values[] = {0, 7, 255, 256, 99'999, 1'234'567, 50'000'000'000};
+  const std::array<std::uint64_t, 7> values = {0, 7, 255, 256, 99'999, 1'234'567, 50'000'000'000};
   std::uint64_t n = 1;
   for (const std::uint64_t v : values) {
     once.record_n(v, n);
@@ -228,7 +229,7 @@ TEST(LatencyHistogram, RecordNEqualsRecordingNTimes) {
 
 TEST(LatencyHistogram, ValuesBeyondTheTrackableRangeKeepExactExtremes) {
   LatencyHistogram h;
-  const std::uint64_t top = LatencyHistogram::kHighestTrackable_ns;
+  const std::uint64_t top = LatencyHistogram::kTrackableNsMax;
   h.record(1'000);
   h.record(top);
   h.record(top + 5);

@@ -1,5 +1,6 @@
 #include "simulators/stats/report.h"
 
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -15,10 +16,10 @@ namespace {
 
 // Latencies chosen at the top of their histogram buckets, so percentiles come back exact:
 // 900 x 200703 ns, 95 x 411647 ns, 4 x 700415 ns and one 2 ms outlier.
-constexpr std::uint64_t kFast_ns = 200'703;    // 196 * 1024 - 1
-constexpr std::uint64_t kSlow_ns = 411'647;    // 201 * 2048 - 1
-constexpr std::uint64_t kSlower_ns = 700'415;  // 171 * 4096 - 1
-constexpr std::uint64_t kMax_ns = 2'000'000;
+constexpr std::uint64_t kFastNs = 200'703;    // 196 * 1024 - 1
+constexpr std::uint64_t kSlowNs = 411'647;    // 201 * 2048 - 1
+constexpr std::uint64_t kSlowerNs = 700'415;  // 171 * 4096 - 1
+constexpr std::uint64_t kMaxNs = 2'000'000;
 
 // A masked sample as netsim writes it; the report must carry it verbatim.
 constexpr std::string_view kSample = "stan 000123 pan 999900******2222 expected 00 got 51";
@@ -45,12 +46,12 @@ RunReport sample_report() {
   r.by_code = {{"00", 990}, {"51", 10}};
   r.by_kind = {{"purchase", 800}, {"refund", 200}};
   r.mismatch_samples = {std::string(kSample), "second sample"};
-  r.latency.record_n(kFast_ns, 900);
-  r.latency.record_n(kSlow_ns, 95);
-  r.latency.record_n(kSlower_ns, 4);
-  r.latency.record(kMax_ns);
-  r.timeline = {{0.25, 501, 499, kFast_ns, kSlow_ns, kSlower_ns},
-                {0.5, 501, 501, kFast_ns, kSlower_ns, kMax_ns}};
+  r.latency.record_n(kFastNs, 900);
+  r.latency.record_n(kSlowNs, 95);
+  r.latency.record_n(kSlowerNs, 4);
+  r.latency.record(kMaxNs);
+  r.timeline = {{0.25, 501, 499, kFastNs, kSlowNs, kSlowerNs},
+                {0.5, 501, 501, kFastNs, kSlowerNs, kMaxNs}};
   return r;
 }
 
@@ -69,11 +70,11 @@ std::size_t occurrences(std::string_view haystack, std::string_view needle) {
 
 TEST(RunReport, TheSampleLatenciesAreExact) {
   const RunReport r = sample_report();
-  EXPECT_EQ(r.latency.percentile(0.5), kFast_ns);
-  EXPECT_EQ(r.latency.percentile(0.9), kFast_ns);
-  EXPECT_EQ(r.latency.percentile(0.99), kSlow_ns);
-  EXPECT_EQ(r.latency.percentile(0.999), kSlower_ns);
-  EXPECT_EQ(r.latency.max(), kMax_ns);
+  EXPECT_EQ(r.latency.percentile(0.5), kFastNs);
+  EXPECT_EQ(r.latency.percentile(0.9), kFastNs);
+  EXPECT_EQ(r.latency.percentile(0.99), kSlowNs);
+  EXPECT_EQ(r.latency.percentile(0.999), kSlowerNs);
+  EXPECT_EQ(r.latency.max(), kMaxNs);
 }
 
 TEST(RunReport, ThroughputIsMatchedPerSecond) {
@@ -90,9 +91,9 @@ TEST(RunReport, CleanMeansNoProblemOfAnyKind) {
   r.sent = 10;
   r.matched = 10;
   EXPECT_TRUE(r.clean());
-  std::uint64_t RunReport::*const problems[] = {&RunReport::timeouts,   &RunReport::late,
-                                                &RunReport::duplicates, &RunReport::unmatched,
-                                                &RunReport::mismatches, &RunReport::errors};
+  const std::array<std::uint64_t RunReport::*, 6> problems = {
+      &RunReport::timeouts,  &RunReport::late,       &RunReport::duplicates,
+      &RunReport::unmatched, &RunReport::mismatches, &RunReport::errors};
   for (const auto problem : problems) {
     RunReport dirty = r;
     dirty.*problem = 1;
@@ -186,7 +187,7 @@ TEST(RenderJson, LatencyInMicroseconds) {
   EXPECT_DOUBLE_EQ(latency.at("p99_us").get<double>(), 411.647);
   EXPECT_DOUBLE_EQ(latency.at("p999_us").get<double>(), 700.415);
   EXPECT_DOUBLE_EQ(latency.at("max_us").get<double>(), 2000.0);
-  const double mean_ns = (900.0 * kFast_ns + 95.0 * kSlow_ns + 4.0 * kSlower_ns + kMax_ns) / 1000;
+  const double mean_ns = (900.0 * kFastNs + 95.0 * kSlowNs + 4.0 * kSlowerNs + kMaxNs) / 1000;
   EXPECT_NEAR(latency.at("mean_us").get<double>(), mean_ns / 1000, 0.0005);
   // Three decimals: whole nanoseconds.
   const double mean_us_1000 = latency.at("mean_us").get<double>() * 1000;
@@ -209,11 +210,11 @@ TEST(RenderJson, Timeline) {
   EXPECT_EQ(timeline[0].at("t_s"), 0.25);
   EXPECT_EQ(timeline[0].at("sent"), 501);
   EXPECT_EQ(timeline[0].at("received"), 499);
-  EXPECT_EQ(timeline[0].at("p50_ns"), kFast_ns);
-  EXPECT_EQ(timeline[0].at("p99_ns"), kSlow_ns);
-  EXPECT_EQ(timeline[0].at("max_ns"), kSlower_ns);
+  EXPECT_EQ(timeline[0].at("p50_ns"), kFastNs);
+  EXPECT_EQ(timeline[0].at("p99_ns"), kSlowNs);
+  EXPECT_EQ(timeline[0].at("max_ns"), kSlowerNs);
   EXPECT_EQ(timeline[1].at("t_s"), 0.5);
-  EXPECT_EQ(timeline[1].at("max_ns"), kMax_ns);
+  EXPECT_EQ(timeline[1].at("max_ns"), kMaxNs);
 }
 
 TEST(RenderJson, EmptyCleanRun) {
@@ -269,7 +270,7 @@ TEST(RenderHtml, EscapesEveryTextFromTheReport) {
   r.target = "a&b";
   r.by_code["<i>"] = 1;
   r.by_kind["\"quoted\""] = 1;
-  r.mismatch_samples.push_back("<img src=x onerror=alert(2)>");
+  r.mismatch_samples.emplace_back("<img src=x onerror=alert(2)>");
   const std::string html = render_html(r);
   EXPECT_FALSE(contains(html, "<script"));
   EXPECT_FALSE(contains(html, "<b>mode"));
@@ -289,6 +290,25 @@ TEST(RenderHtml, EmptyRunStillHasBothPlots) {
   EXPECT_TRUE(contains(html, "no latency recorded"));
   EXPECT_FALSE(contains(html, "nan"));
   EXPECT_FALSE(contains(html, "inf"));
+}
+
+TEST(RenderHtml, LatencyLinesBreakOverSecondsWithoutResponses) {
+  RunReport r = sample_report();
+  r.timeline = {{1, 10, 10, 1'000, 2'000, 3'000},
+                {2, 10, 0, 0, 0, 0},
+                {3, 10, 10, 1'000, 2'000, 3'000},
+                {4, 10, 10, 1'000, 2'000, 3'000}};
+  const std::string html = render_html(r);
+  const std::size_t p50 = html.find(R"(class="p50" d=")");
+  ASSERT_NE(p50, std::string::npos);
+  const std::string_view path(html.data() + p50, html.find('"', p50 + 16) - p50);
+  EXPECT_EQ(occurrences(path, "M"), 2U) << path;
+  EXPECT_EQ(occurrences(path, "L"), 1U) << path;
+  // The throughput line goes through every second, zeros included.
+  const std::size_t rate = html.find(R"(class="rate" d=")");
+  ASSERT_NE(rate, std::string::npos);
+  const std::string_view rate_path(html.data() + rate, html.find('"', rate + 17) - rate);
+  EXPECT_EQ(occurrences(rate_path, "L"), 3U) << rate_path;
 }
 
 // Masking is the caller's job: a sample comes out exactly as it went in, even one that still
