@@ -530,7 +530,7 @@ TEST_F(NetworkTest, DialSignsOnFirstThenServesAndReconnectsAfterBackOff) {
   EXPECT_EQ(switch_->totals().dial_connects, 2U);
 }
 
-TEST_F(NetworkTest, DialRetriesARefusedConnectionAndARefusedSignOn) {
+TEST_F(NetworkTest, DialRetriesARefusedConnection) {
   std::uint16_t port = 0;
   {
     const Acceptor probe;  // a port nobody listens on once it is closed
@@ -540,6 +540,33 @@ TEST_F(NetworkTest, DialRetriesARefusedConnectionAndARefusedSignOn) {
       port, "sign_on_required = true\nreconnect = { min = \"100ms\", max = \"400ms\" }\n"));
   ASSERT_TRUE(wait_for([&] { return switch_->totals().dial_failures >= 3; }));
   EXPECT_EQ(switch_->totals().dial_connects, 0U);
+}
+
+TEST_F(NetworkTest, DialClosesARefusedSignOnAndSignsOnAgain) {
+  const Acceptor acceptor;
+  start(dial_network(acceptor.port(),
+                     "sign_on_required = true\nreconnect = { min = \"100ms\", max = \"1s\" }\n"));
+  auto link = acceptor.accept(5s);
+  ASSERT_NE(link, nullptr);
+  const Msg first = read_msg(link->receive());
+  ASSERT_EQ(first.de70, "001");
+  ASSERT_TRUE(link->send(network_response(first.de11, "001", "91")));
+  EXPECT_TRUE(link->closed_by_peer());  // refused: the switch drops the link
+  link = acceptor.accept(5s);           // and dials again
+  ASSERT_NE(link, nullptr);
+  const Msg second = read_msg(link->receive());
+  EXPECT_EQ(second.mti, 800);
+  EXPECT_EQ(second.de70, "001");
+  EXPECT_EQ(switch_->totals().sign_ons, 0U);
+}
+
+// A peer that connects to a TLS port and never finishes the handshake does not keep its slot.
+TEST_F(NetworkTest, UnfinishedTlsHandshakeIsClosed) {
+  start(listen_network(server_tls(false)));
+  const auto silent = Peer::connect(port_);
+  silent->set_timeout(10s);
+  EXPECT_TRUE(silent->closed_by_peer());  // after the 5 s handshake deadline
+  EXPECT_EQ(switch_->totals().closed_timeout, 1U);
 }
 
 TEST_F(NetworkTest, TlsDialVerifiesTheServerAndServes) {
@@ -634,7 +661,7 @@ TEST_F(NetworkTest, SlowWriterIsClosedAfterReadTimeout) {
 // Redis dies under traffic: every request is still answered within its budget (91 by
 // stand-in); after the restart requests approve again, and the account holds the amounts of
 // the requests answered 00 (see the known gap at the end).
-TEST_F(NetworkTest, RedisKilledMidRunRequestsAreAnsweredAndNoHoldIsLeftUnanswered) {
+TEST_F(NetworkTest, RedisKilledAndRestartedUnderTraffic) {
   support::RedisServerOptions o;
   o.aof = support::AofMode::kAlways;  // what was decided survives the crash
   support::RedisServer own(o);
