@@ -35,6 +35,12 @@ struct SeedOptions {
                                          // and test-cards.csv
   std::string admin_binary;              // authswitch-admin; empty: only write the files
   std::string redis = "127.0.0.1:6379";  // passed to authswitch-admin --redis
+  // Accounts with a small balance (insufficient funds, partial approvals) and accounts on the
+  // tight limit profile (over-limit, velocity abuse), as shares of the accounts.
+  double low_balance_share = 0.02, tight_share = 0.02;
+  // The year (two digits) valid expiries count from; 0: the current UTC year. Valid cards
+  // expire 2 to 6 years after it, expired ones 1 to 3 years before it.
+  int expiry_base_yy = 0;
   // The PAN token key comes from the environment (AS_PAN_TOKEN_KEY_HEX), as for the switch.
 };
 
@@ -70,6 +76,12 @@ struct Portfolio {
   // simulator's built-in profiles (the ones seed writes).
   static Portfolio load(const std::string& test_cards_csv);
 };
+
+// Balances below this are the low-balance accounts (generate_portfolio gives them 0 .. $500).
+inline constexpr std::int64_t kLowBalanceMax = 100'000;
+// Profile names seed writes.
+inline constexpr std::string_view kProfileSim = "sim";
+inline constexpr std::string_view kProfileTight = "sim-tight";
 
 // The limit profiles seed writes (profiles.csv): "sim" (roomy, for ordinary traffic) and
 // "sim-tight" (small limits, for over-limit and velocity-abuse traffic).
