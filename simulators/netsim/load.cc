@@ -534,6 +534,7 @@ void run_load(const LoadRun& run, RunReport& report) {
     std::fputc('\n', stderr);
   }
   driver.fill_report(steady_ns(), report);
+  handler.driver = nullptr;  // closing now is no error
   links.close_all();
   io.restart();
   io.poll();
