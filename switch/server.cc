@@ -231,6 +231,7 @@ class Server::Shard {
     std::atomic<std::uint64_t> responses{0};
     std::atomic<std::uint64_t> closed_bad_input{0};
     std::atomic<std::uint64_t> closed_timeout{0};
+    std::atomic<std::uint64_t> closed_slow_reader{0};
     std::atomic<std::uint64_t> tls_failures{0};
     std::atomic<std::uint64_t> dial_connects{0};
     std::atomic<std::uint64_t> dial_failures{0};
@@ -382,9 +383,14 @@ void Server::Session::start() {
   if (dial_) {
     const TlsConfig& t = net().tls;
     const std::string& name = t.server_name.empty() ? net().address.host : t.server_name;
-    // SNI (SSL_set_tlsext_host_name is a macro over SSL_ctrl with a C cast).
-    (void)SSL_ctrl(tls_->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                   const_cast<char*>(name.c_str()));
+    boost::system::error_code not_ip;
+    (void)asio::ip::make_address(name, not_ip);
+    if (not_ip) {
+      // SNI, for host names only (RFC 6066 section 3). SSL_set_tlsext_host_name is a macro
+      // over SSL_ctrl with a C cast.
+      (void)SSL_ctrl(tls_->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                     const_cast<char*>(name.c_str()));
+    }
     if (t.verify_peer) {
       boost::system::error_code ec;
       tls_->set_verify_callback(ssl::host_name_verification(name), ec);
@@ -623,6 +629,7 @@ bool Server::Session::append_frame(std::span<const std::byte> message) noexcept 
   const std::size_t body = header_.size() + message.size();
   const std::size_t prefix = iso8583::length_header_bytes(framing.length);
   if (buf.size() - fill_len_ < prefix + body) {
+    shard_.stats().closed_slow_reader.fetch_add(1, std::memory_order_relaxed);
     close("write buffer full (slow reader)", CloseKind::kError);
     return false;
   }
@@ -1313,6 +1320,7 @@ Server::Totals Server::totals() const noexcept {
     t.responses += s->stats().responses.load(std::memory_order_relaxed);
     t.closed_bad_input += s->stats().closed_bad_input.load(std::memory_order_relaxed);
     t.closed_timeout += s->stats().closed_timeout.load(std::memory_order_relaxed);
+    t.closed_slow_reader += s->stats().closed_slow_reader.load(std::memory_order_relaxed);
     t.tls_failures += s->stats().tls_failures.load(std::memory_order_relaxed);
     t.dial_connects += s->stats().dial_connects.load(std::memory_order_relaxed);
     t.dial_failures += s->stats().dial_failures.load(std::memory_order_relaxed);

@@ -104,11 +104,12 @@ class Server {
     std::uint64_t requests = 0;
     std::uint64_t responses = 0;
     std::uint64_t closed_bad_input = 0;
-    std::uint64_t closed_timeout = 0;  // handshake, read_timeout, sign-on or echoes unanswered
-    std::uint64_t tls_failures = 0;    // TLS handshakes that failed
-    std::uint64_t dial_connects = 0;   // dial links connected (TCP)
-    std::uint64_t dial_failures = 0;   // dial attempts that failed
-    std::uint64_t sign_ons = 0;        // the switch's sign-ons answered 00 (dial)
+    std::uint64_t closed_timeout = 0;      // handshake, read_timeout, sign-on or echoes unanswered
+    std::uint64_t closed_slow_reader = 0;  // a response did not fit the write buffer
+    std::uint64_t tls_failures = 0;        // TLS handshakes that failed
+    std::uint64_t dial_connects = 0;       // dial links connected (TCP)
+    std::uint64_t dial_failures = 0;       // dial attempts that failed
+    std::uint64_t sign_ons = 0;            // the switch's sign-ons answered 00 (dial)
     std::uint64_t refused_not_signed_on = 0;  // requests answered 91: no sign-on
     std::uint64_t echoes_sent = 0;
     std::uint64_t echoes_answered = 0;

@@ -658,6 +658,37 @@ TEST_F(NetworkTest, SlowWriterIsClosedAfterReadTimeout) {
   EXPECT_EQ(read_msg(steady->receive()).de39, "00");
 }
 
+// A peer that sends and never reads: once its responses fill the kernel's buffers and the
+// connection's 256 KiB write buffer, the switch closes it (the write buffer never grows).
+TEST_F(NetworkTest, SlowReaderIsClosedWhenItsWriteBufferIsFull) {
+  start(listen_network(""));
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int small = 4096;  // before connect, so the window stays small
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port_);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  std::vector<std::byte> burst;
+  for (int i = 0; i < 1'000; ++i) {
+    const auto f = Peer::frame(encode(purchase(std::to_string(100'000 + i))));
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  bool sending = true;
+  for (int round = 0; round < 200 && sending && switch_->totals().closed_slow_reader == 0;
+       ++round) {
+    sending =
+        ::send(fd, burst.data(), burst.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(burst.size());
+  }
+  EXPECT_TRUE(wait_for([&] { return switch_->totals().closed_slow_reader == 1; }, 20s));
+  ::close(fd);
+  // Others are served as before.
+  const auto c = Peer::connect(port_);
+  ASSERT_TRUE(c->send(purchase("000901")));
+  EXPECT_FALSE(read_msg(c->receive()).de39.empty());
+}
+
 // Redis dies under traffic: every request is still answered within its budget (91 by
 // stand-in); after the restart requests approve again, and the account holds the amounts of
 // the requests answered 00 (see the known gap at the end).
