@@ -259,7 +259,7 @@ TrafficConfig TrafficConfig::load(const std::string& toml_path) {
          "cnp_burst_window_ms", "cnp_burst_score", "account_spend_threshold_minor",
          "account_spend_window_ms", "account_spend_score", "declines_in_a_row",
          "declines_in_a_row_score", "night_cash_score", "night_cash_first_hour",
-         "night_cash_last_hour", "clock_margin_ms", "replay_window_ms"});
+         "night_cash_last_hour", "clock_margin_ms", "replay_window_ms", "suspected_fraud_code"});
     constexpr std::string_view kS = "switch_rules";
     r.integer(t, kS, "decline_score", 0, 1'000'000, s.decline_score);
     r.small(t, kS, "card_testing_threshold", 1, 7, s.card_testing_threshold);
@@ -278,6 +278,11 @@ TrafficConfig TrafficConfig::load(const std::string& toml_path) {
     r.small(t, kS, "night_cash_last_hour", 0, 23, s.night_cash_last_hour);
     r.integer(t, kS, "clock_margin_ms", 0, 600'000, s.clock_margin_ms);
     r.integer(t, kS, "replay_window_ms", 60'000, 30LL * 86'400'000, s.replay_window_ms);
+    r.text(t, kS, "suspected_fraud_code", s.suspected_fraud_code);
+    if (s.suspected_fraud_code.size() != 2) {
+      r.fail(t->get("suspected_fraud_code"), "switch_rules.suspected_fraud_code",
+             "a response code is two characters");
+    }
   }
   return c;
 }

@@ -320,6 +320,9 @@ TrafficGenerator::State::State(const Portfolio& p, TrafficConfig c, std::uint64_
         "traffic: card_testing_threshold must be <= 7 and "
         "cnp_burst_threshold <= 11");
   }
+  if (rules.suspected_fraud_code.size() != 2) {
+    throw std::invalid_argument("traffic: suspected_fraud_code must be two characters");
+  }
   if (cfg.partition_count == 0 || cfg.partition_index >= cfg.partition_count) {
     throw std::invalid_argument("traffic: partition_index must be below partition_count");
   }
@@ -541,7 +544,7 @@ void TrafficGenerator::State::predict(std::uint32_t card, Channel ch, std::int64
   const bool fraud_maybe = declines_hi + 1 > rules.card_testing_threshold ||
                            (rules.decline_score > 0 && score_hi >= rules.decline_score);
   if (fraud_surely) {
-    e.set("59");
+    e.set(cfg.rules.suspected_fraud_code);
     if (maybe_expired) {
       e.add("54");
     }
@@ -568,7 +571,7 @@ void TrafficGenerator::State::predict(std::uint32_t card, Channel ch, std::int64
     e.set("51");
   }
   if (fraud_maybe) {
-    e.add("59");
+    e.add(cfg.rules.suspected_fraud_code);
   }
   if (maybe_expired) {
     e.add("54");

@@ -165,6 +165,9 @@ struct TrafficConfig {
     // How far the switch's clock (when it handles a request) may be from next()'s now_ms.
     std::int64_t clock_margin_ms = 2'000;
     std::int64_t replay_window_ms = 86'400'000;  // [redis] replay_window
+    // The code of fraud declines (velocity and score): the network's response-code policy
+    // for suspected_fraud ([response_codes.default] 59; network_b of the shipped file: 05).
+    std::string suspected_fraud_code = "59";
   };
   SwitchRules rules;
 
