@@ -455,6 +455,7 @@ void run_load(const LoadRun& run, RunReport& report) {
   const std::uint64_t start = steady_ns();
   driver.begin(start);
   std::uint64_t next_progress = start + kSecond_ns;
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
   const std::uint64_t drain_until_extra = run.load.timeout_ns + kSecond_ns;
   std::uint64_t drain_deadline = UINT64_MAX;
   bool done = false;
@@ -465,17 +466,23 @@ void run_load(const LoadRun& run, RunReport& report) {
     driver.tick(now);
     const std::uint64_t want = driver.pump(now, wall_ms());
     handler.dirty = false;
-    if (run.progress && now >= next_progress) {
-      const LoadProgress p = driver.progress(now);
-      std::fprintf(stderr,
-                   "\r%6.1f s  sent %llu  matched %llu  %8.0f/s  in flight %llu  p99 %.3f ms  "
-                   "problems %llu   ",
-                   p.elapsed_s, static_cast<unsigned long long>(p.sent),
-                   static_cast<unsigned long long>(p.matched), p.rate_per_s,
-                   static_cast<unsigned long long>(p.in_flight),
-                   static_cast<double>(p.p99_ns) / 1e6,
-                   static_cast<unsigned long long>(p.problems));
-      next_progress += kSecond_ns;
+    if (now >= next_progress) {
+      if (run.progress) {
+        // On a terminal the line rewrites itself; elsewhere (--progress into a log) one line
+        // per second.
+        const LoadProgress p = driver.progress(now);
+        std::fprintf(stderr,
+                     "%s%6.1f s  sent %llu  matched %llu  %8.0f/s  in flight %llu  p99 %.3f ms  "
+                     "problems %llu%s",
+                     tty ? "\r" : "", p.elapsed_s, static_cast<unsigned long long>(p.sent),
+                     static_cast<unsigned long long>(p.matched), p.rate_per_s,
+                     static_cast<unsigned long long>(p.in_flight),
+                     static_cast<double>(p.p99_ns) / 1e6,
+                     static_cast<unsigned long long>(p.problems), tty ? "   " : "\n");
+      }
+      while (next_progress <= now) {
+        next_progress += kSecond_ns;
+      }
     }
     if (driver.sending_done(now) && drain_deadline == UINT64_MAX) {
       drain_deadline = now + drain_until_extra;
@@ -530,7 +537,7 @@ void run_load(const LoadRun& run, RunReport& report) {
       break;  // every connection is gone
     }
   }
-  if (run.progress) {
+  if (run.progress && tty) {
     std::fputc('\n', stderr);
   }
   driver.fill_report(steady_ns(), report);
