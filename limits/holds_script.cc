@@ -118,6 +118,16 @@ bool HoldsCall::set_auth(std::string_view sha, std::string_view op, std::string_
   return true;
 }
 
+bool HoldsCall::set_forced_auth(std::string_view sha, std::string_view op,
+                                std::string_view account_id, std::string_view card_token,
+                                const AuthRequest& r, std::int64_t now_ms,
+                                std::int64_t replay_window_ms,
+                                std::string_view fingerprint) noexcept {
+  AS_ASSERT(op == "auth" || op == "debit");
+  return set_auth(sha, op == "auth" ? "force_auth" : "force_debit", account_id, card_token, r,
+                  now_ms, replay_window_ms, fingerprint);
+}
+
 bool HoldsCall::set_incr(const CallContext& ctx, std::string_view hold_id,
                          const AuthRequest& r) noexcept {
   if (!begin(ctx, "incr")) {

@@ -120,6 +120,16 @@ class HoldsCall {
                               std::string_view account_id, std::string_view card_token,
                               const AuthRequest& r, std::int64_t now_ms,
                               std::int64_t replay_window_ms, std::string_view fingerprint) noexcept;
+  // The same call as op "force_auth" / "force_debit" (for `op` "auth" / "debit"): a transaction
+  // the switch already approved by stand-in, replayed with its original key and fingerprint by
+  // the reconciler. Placed whatever the balance, limits and card state say (available may go
+  // below zero) and answered 00 with reason "stand_in"; a replay whose original approved returns
+  // that original and changes nothing (holds.lua, forced_transaction). r's limits are unused.
+  [[nodiscard]] bool set_forced_auth(std::string_view sha, std::string_view op,
+                                     std::string_view account_id, std::string_view card_token,
+                                     const AuthRequest& r, std::int64_t now_ms,
+                                     std::int64_t replay_window_ms,
+                                     std::string_view fingerprint) noexcept;
   // Incremental authorization of hold `hold_id` by r.amount_minor (r's limits, day, month,
   // current_yymm, partial_ok and hold_ttl_ms apply; its txn_key is unused: ctx's is the key).
   [[nodiscard]] bool set_incr(const CallContext& ctx, std::string_view hold_id,

@@ -8,7 +8,10 @@
 --   KEYS[4] expiry   ZSET  as:{a:<id>}:hx        <hold id> scored by expiry (ms), pending only
 --   KEYS[5] replay   STRING as:{a:<id>}:i:<txn>  fingerprint "\n" reply, expires after a window
 -- ARGV[1] operation, ARGV[2] now (ms), ARGV[3] replay window (ms), ARGV[4] request fingerprint,
--- then the operation's arguments (see each function).
+-- then the operation's arguments (see each function). Operations: auth, incr, debit, refund,
+-- adjust, capture, reverse, balance, sweep, and force_auth / force_debit: auth / debit of a
+-- transaction the switch already approved by stand-in, replayed by its reconciler
+-- (switch/reconciler.h), placed whatever the balance and limits say (see forced_transaction).
 --
 -- Reply, always: { rc, approved, balance, available, reason, value, threshold, fired }
 --   rc         ISO 8583 response code ("00", "10", "51", ...)
@@ -423,6 +426,25 @@ end
 
 local ops = {}
 
+-- Records an approved new transaction `id` of `approved` (state P: held until now + l.ttl; C:
+-- debited at once) and counts it in the card's usage (when the card exists). `vel` is its
+-- velocity undo list.
+local function place(id, state, approved, cur, ch, mcc, l, vel)
+  -- amt is what the usage counters counted, so a full reversal can give it back.
+  local h = { st = state, amt = approved, posted = 0, cur = cur, mcc = mcc, exp = now,
+              ch = ch, day = l.day, mon = l.mon, created = now, vel = vel }
+  if state == 'P' then
+    h.exp = now + l.ttl
+    redis.call('ZADD', expiry, h.exp, id)
+    acct_add('held', approved)
+  else
+    h.posted = approved
+    acct_add('bal', -approved)
+  end
+  redis.call('HSET', holds, id, pack_hold(h))
+  if card_state(ch).st then add_usage(h, approved, 1) end
+end
+
 -- auth: hold_id amount currency channel mcc presented_expiry(YYMM or "") today(YYYYMMDD)
 --       month(YYYYMM) current_yymm partial_ok(0/1) hold_ttl_ms per_txn_max day_amount_max
 --       day_count_max month_amount_max month_count_max
@@ -455,21 +477,35 @@ local function new_transaction(a, state)
     if v then velocity_record(v, true, amount, mcc) end
     return no
   end
-  -- amt is what the usage counters counted, so a full reversal can give it back.
-  local h = { st = state, amt = approved, posted = 0, cur = cur, mcc = mcc, exp = now,
-              ch = ch, day = l.day, mon = l.mon, created = now,
-              vel = v and velocity_record(v, false, approved, mcc) or '' }
-  if state == 'P' then
-    h.exp = now + l.ttl
-    redis.call('ZADD', expiry, h.exp, id)
-    acct_add('held', approved)
-  else
-    h.posted = approved
-    acct_add('bal', -approved)
-  end
-  redis.call('HSET', holds, id, pack_hold(h))
-  add_usage(h, approved, 1)
+  place(id, state, approved, cur, ch, mcc, l, v and velocity_record(v, false, approved, mcc) or '')
   return approve(rc, approved, amount, avail)
+end
+
+-- force_auth / force_debit: auth's (debit's) 16 arguments in auth's order; velocity arguments,
+-- if any, are ignored.
+-- The switch already answered this transaction 00 by stand-in (Redis did not answer in time),
+-- so the money is owed whatever the account says now: the hold (debit) is placed for the full
+-- amount even when the card state, expiry, limits or available balance would decline it
+-- (available may go below zero), counted in the card's usage like any approval, and replied
+-- 00 with reason "stand_in". Refused only when it cannot be placed: no account (14), another
+-- currency (57), a bad amount (13), or a hold record with this id already (94 hold_exists: the
+-- original call placed it, or a reversal of it came first and left its void record).
+-- Replays (see the end of the script): the same key with the same fingerprint returns the
+-- original reply when that approved (00/10) and changes nothing; an original decline is
+-- superseded: the forced hold is placed and its reply replaces the replay record, so a repeat of
+-- the original request is answered 00 like the stand-in answer.
+local function forced_transaction(a, state)
+  local id, amount, cur, ch, mcc = a[5], tonumber(a[6]), a[7], a[8], a[9]
+  local l = limit_args(a, 11)
+  local ac = account()
+  if not ac.cur then return decline('14', 'no_account') end
+  if cur ~= ac.cur then return decline('57', 'currency') end
+  if amount == nil or amount <= 0 or amount ~= math.floor(amount) then
+    return decline('13', 'amount')
+  end
+  if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
+  place(id, state, amount, cur, ch, mcc, l, '')
+  return reply('00', amount, 'stand_in')
 end
 
 function ops.auth(a)
@@ -520,6 +556,14 @@ end
 -- back.
 function ops.debit(a)
   return new_transaction(a, 'C')
+end
+
+function ops.force_auth(a)
+  return forced_transaction(a, 'P')
+end
+
+function ops.force_debit(a)
+  return forced_transaction(a, 'C')
 end
 
 -- What refund and adjust share: a posting to the balance with no card or limit check, refused
@@ -589,7 +633,15 @@ function ops.reverse(a)
   local id, remaining = a[5], tonumber(a[6])
   if remaining == nil or remaining < 0 then return decline('13', 'amount') end
   local s = redis.call('HGET', holds, id)
-  if not s then return reply('00', 0, 'no_hold') end
+  if not s then
+    -- Remembered as void (V, nothing held or posted), so an authorization arriving after its
+    -- reversal (a late call, a stand-in approval replayed by the reconciler) finds the id taken
+    -- and places nothing (94 hold_exists).
+    redis.call('HSET', holds, id, pack_hold({ st = 'V', amt = 0, posted = 0, cur = '', mcc = '',
+                                              exp = now, ch = '', day = '', mon = '',
+                                              created = now }))
+    return reply('00', 0, 'no_hold')
+  end
   local h = unpack_hold(s)
   if h.st == 'P' then
     if remaining >= h.amt then return reply('00', 0, 'nothing_to_release') end
@@ -655,13 +707,20 @@ if op == 'sweep' then return fn(ARGV) end
 
 -- Replays: the same transaction key and request get the original reply and change nothing;
 -- the same key with a different request is a duplicate (94).
+-- A forced (stand-in) authorization supersedes an original that declined (see
+-- forced_transaction).
+local forced = op == 'force_auth' or op == 'force_debit'
 local seen = redis.call('GET', replay)
 if seen then
   local sep = string.find(seen, '\n', 1, true)
   if string.sub(seen, 1, sep - 1) ~= fingerprint then return decline('94', 'duplicate_key') end
-  return cjson.decode(string.sub(seen, sep + 1))
+  local original = cjson.decode(string.sub(seen, sep + 1))
+  if not forced or original[1] == '00' or original[1] == '10' then return original end
 end
 expire_due(16)
 local r = fn(ARGV)
-redis.call('SET', replay, fingerprint .. '\n' .. cjson.encode(r), 'PX', replay_ms)
+-- A forced call that could not place its hold leaves the original's record as it was.
+if not forced or r[1] == '00' then
+  redis.call('SET', replay, fingerprint .. '\n' .. cjson.encode(r), 'PX', replay_ms)
+end
 return r

@@ -92,10 +92,11 @@ class Holds : public support::SharedRedisTest {
 
   Decision run(const std::string& op, const std::string& txn, std::vector<std::string> args,
                std::int64_t now = kNow, const std::string& token = "tok1",
-               const std::string& account = "1", redisContext* ctx = nullptr) {
+               const std::string& account = "1", redisContext* ctx = nullptr,
+               const std::string& fingerprint_op = "") {
     AccountKeys keys;
     EXPECT_TRUE(keys.set(account, token, txn));
-    std::string fingerprint = op;
+    std::string fingerprint = fingerprint_op.empty() ? op : fingerprint_op;
     for (const auto& a : args) {
       fingerprint += "|" + a;
     }
@@ -121,6 +122,20 @@ class Holds : public support::SharedRedisTest {
                 std::to_string(p.day_amount), std::to_string(p.day_count),
                 std::to_string(p.month_amount), std::to_string(p.month_count)},
                now, token, "1", ctx);
+  }
+  // The reconciler's replay of a stand-in approval: auth's (or debit's) arguments and
+  // fingerprint, op force_auth (force_debit).
+  Decision forced(const std::string& txn, std::int64_t amount, const std::string& op = "auth",
+                  const Profile& p = {}) {
+    std::vector<std::string> args = {txn,
+                                     std::to_string(amount),
+                                     "840",
+                                     op == "auth" ? "pos" : "atm",
+                                     op == "auth" ? "5411" : "6011",
+                                     ""};
+    const auto tail = limit_tail("20231114", false, p);
+    args.insert(args.end(), tail.begin(), tail.end());
+    return run("force_" + op, txn, args, kNow, "tok1", "1", nullptr, op);
   }
   Decision capture(const std::string& txn, const std::string& hold, std::int64_t amount) {
     return run("capture", txn, {hold, std::to_string(amount)});
@@ -792,6 +807,97 @@ TEST_F(Holds, SweepExpiresDueHoldsInBoundedStepsAndReportsTheNextDue) {
   for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(hold_state("t" + std::to_string(i)), "X") << i;
   }
+}
+
+// A stand-in approval replayed by the reconciler (force_auth): placed over the balance and the
+// limits, available going below zero, counted in the card's usage, answered 00 "stand_in".
+TEST_F(Holds, ForcedAuthOverTheBalanceIsPlaced) {
+  ASSERT_EQ(auth("t0", 150'000).code(), "61");  // what the ordinary checks say
+  const Decision d = forced("t1", 150'000);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.reason_text(), "stand_in");
+  EXPECT_EQ(d.approved_minor, 150'000);
+  EXPECT_EQ(d.available_minor, -50'000);
+  EXPECT_EQ(hold_state("t1"), "P");
+  EXPECT_EQ(field("as:{a:1}", "held"), 150'000);
+  EXPECT_EQ(expiry_score("t1"), kNow + kHoldTtl);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 1);
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 150'000);
+  // A blocked card does not stop it either: the switch has answered 00 already.
+  add_card("1", "tok1", "blocked", "2812");
+  EXPECT_EQ(forced("t2", 100).code(), "00");
+  // A stand-in debit posts at once.
+  const Decision debit = forced("t3", 1'000, "debit");
+  EXPECT_EQ(debit.code(), "00");
+  EXPECT_EQ(debit.balance_minor, 99'000);
+  EXPECT_EQ(hold_state("t3"), "C");
+}
+
+TEST_F(Holds, ForcedAuthReplayChangesNothing) {
+  const Decision first = forced("t1", 2'500);
+  ASSERT_EQ(first.code(), "00");
+  const std::string before = snapshot();
+  const Decision again = forced("t1", 2'500);
+  EXPECT_EQ(again.code(), "00");
+  EXPECT_EQ(again.reason_text(), "stand_in");
+  EXPECT_EQ(again.available_minor, first.available_minor);
+  EXPECT_EQ(snapshot(), before);
+  // A repeat of the original request is answered like the stand-in answer.
+  EXPECT_EQ(auth("t1", 2'500).code(), "00");
+  EXPECT_EQ(snapshot(), before);
+}
+
+// The late original call did apply: the replay returns its answer and places no second hold.
+TEST_F(Holds, ForcedAuthWhoseKeyWasApprovedReturnsTheOriginal) {
+  ASSERT_EQ(auth("t1", 2'500).code(), "00");
+  const std::string before = snapshot();
+  const Decision d = forced("t1", 2'500);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.reason_text(), "");  // the original's reply, not a forced one
+  EXPECT_EQ(snapshot(), before);
+  EXPECT_EQ(field("as:{a:1}", "held"), 2'500);
+}
+
+// The late original call declined after the switch approved by stand-in: the forced call places
+// the hold and its reply replaces the decline's replay record.
+TEST_F(Holds, ForcedAuthSupersedesADeclinedOriginal) {
+  ASSERT_EQ(auth("t1", 150'000).code(), "61");
+  const Decision d = forced("t1", 150'000);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.reason_text(), "stand_in");
+  EXPECT_EQ(field("as:{a:1}", "held"), 150'000);
+  const std::string before = snapshot();
+  EXPECT_EQ(auth("t1", 150'000).code(), "00");  // the repeat gets the stand-in answer
+  EXPECT_EQ(forced("t1", 150'000).code(), "00");
+  EXPECT_EQ(snapshot(), before);
+  // Another request under the key is still a duplicate.
+  EXPECT_EQ(forced("t1", 1).code(), "94");
+  EXPECT_EQ(snapshot(), before);
+}
+
+// A reversal that reaches Redis before the authorization it reverses leaves a void record, so
+// the authorization (late, or replayed by the reconciler) places nothing.
+TEST_F(Holds, ReversalBeforeItsAuthorizationLeavesNothingHeld) {
+  ASSERT_EQ(reverse("r1", "t1", 0).reason_text(), "no_hold");
+  EXPECT_EQ(hold_state("t1"), "V");
+  const Decision f = forced("t1", 2'500);
+  EXPECT_EQ(f.code(), "94");
+  EXPECT_EQ(f.reason_text(), "hold_exists");
+  EXPECT_EQ(auth("t1", 2'500).code(), "94");
+  EXPECT_EQ(field("as:{a:1}", "held"), 0);
+  EXPECT_EQ(hold_state("t1"), "V");
+}
+
+TEST_F(Holds, ForcedAuthIsRefusedOnlyWhenItCannotBePlaced) {
+  open_account("2", 1'000, 0);
+  add_card("2", "tok1", "active", "2812");
+  command(redis(), {"HSET", "as:{a:2}", "cur", "978"});
+  std::vector<std::string> args = {"t1", "100", "840", "pos", "5411", ""};
+  const auto tail = limit_tail("20231114", false, Profile{});
+  args.insert(args.end(), tail.begin(), tail.end());
+  EXPECT_EQ(run("force_auth", "t1", args, kNow, "tok1", "2", nullptr, "auth").code(), "57");
+  EXPECT_EQ(run("force_auth", "t1", args, kNow, "tok1", "none", nullptr, "auth").code(), "14");
+  EXPECT_EQ(field("as:{a:2}", "held"), 0);
 }
 
 // Velocity arguments of holds.lua (after auth's 20): the stateless pre-decision, then counters
