@@ -238,6 +238,8 @@ struct Processor::Slot {
   bool busy = false;
   bool answered = false;
   bool script_submitted = false;
+  bool script_pending = false;  // the script call has not completed yet
+  bool owed = false;            // answered by stand-in: its call's outcome goes to the reconciler
   bool retried = false;
   bool card_pending = false;
   std::uint8_t ops = 0;  // pipeline calls not yet completed
@@ -285,6 +287,8 @@ struct Processor::Slot {
     busy = true;
     answered = false;
     script_submitted = false;
+    script_pending = false;
+    owed = false;
     retried = false;
     card_pending = false;
     ops = 0;
@@ -923,6 +927,7 @@ void Processor::submit_script(Slot& s) noexcept {
   }
   ++s.ops;
   s.script_submitted = true;
+  s.script_pending = true;
   submitted_ = true;
 }
 
@@ -973,15 +978,20 @@ void Processor::on_op_reply(Slot& s, OpKind k, const limits::Reply& r) noexcept 
   --s.ops;
   switch (k) {
     case OpKind::kScript:
-      if (s.answered) {
+      s.script_pending = false;
+      if (limits::Decision d; s.answered) {
         ++stats_.late_replies;  // answered by stand-in; compensated already when needed
-      } else if (limits::Decision d; limits::parse_decision(r, d)) {
+        if (s.owed) {
+          settle_late(s, limits::parse_decision(r, d) ? &d : nullptr);
+        }
+      } else if (limits::parse_decision(r, d)) {
         on_decision(s, d);
       } else {
         ++stats_.redis_errors;
         if (is_advice_like(s.kind)) {
           ++stats_.advices_unconfirmed;
           respond(s, "00", false);
+          reconcile(s, ReconKind::kUnconfirmedAdvice);
         } else {
           respond(s, "96", false);
         }
@@ -995,6 +1005,7 @@ void Processor::on_op_reply(Slot& s, OpKind k, const limits::Reply& r) noexcept 
     case OpKind::kCompensate:
       if (r.type != limits::Reply::Type::kArray) {
         ++stats_.compensation_failures;
+        reconcile(s, ReconKind::kCompensation);
       }
       break;
   }
@@ -1007,6 +1018,7 @@ void Processor::on_op_error(Slot& s, OpKind k, limits::ClientErrc e, bool noscri
   --s.ops;
   switch (k) {
     case OpKind::kScript:
+      s.script_pending = false;
       if (e == limits::ClientErrc::kTimeout) {
         if (!s.answered) {
           ++stats_.timeouts;
@@ -1021,6 +1033,8 @@ void Processor::on_op_error(Slot& s, OpKind k, limits::ClientErrc e, bool noscri
         } else {
           stand_in(s);
         }
+      } else if (s.owed) {
+        settle_late(s, nullptr);  // a timeout's late reply may still apply: the replay sees it
       }
       break;
     case OpKind::kDue:
@@ -1028,6 +1042,7 @@ void Processor::on_op_error(Slot& s, OpKind k, limits::ClientErrc e, bool noscri
       break;
     case OpKind::kCompensate:
       ++stats_.compensation_failures;
+      reconcile(s, ReconKind::kCompensation);
       break;
   }
   maybe_free(s);
@@ -1119,6 +1134,7 @@ void Processor::stand_in(Slot& s) noexcept {
         ++stats_.stand_in_approvals;  // a hold may or may not exist: reconcile
         (void)iso8583::build_response(s.view, "00", approval_code(s), builder_);
         respond_built(s, "00");
+        owe(s);
         return;
       }
       [[fallthrough]];
@@ -1138,6 +1154,7 @@ void Processor::stand_in(Slot& s) noexcept {
     case Kind::kReverse:
       ++stats_.advices_unconfirmed;
       respond(s, "00", false);
+      owe(s);
       return;
   }
 }
@@ -1148,6 +1165,7 @@ void Processor::compensate(Slot& s) noexcept {
   s.aux.clear();
   if (!s.aux.append(s.hold.view()) || !s.aux.append("-si")) {
     ++stats_.compensation_failures;
+    reconcile(s, ReconKind::kCompensation, ReconState::kUnresolved, "key_too_long");
     return;
   }
   limits::CallContext ctx;
@@ -1158,14 +1176,102 @@ void Processor::compensate(Slot& s) noexcept {
   ctx.now_ms = s.now_ms;
   ctx.replay_window_ms = options_.replay_window_ms;
   ctx.fingerprint = "si";
-  if (!call_->set_reverse(ctx, s.hold.view(), 0) ||
-      pipeline_.submit(call_->args(), s.compensate_op, housekeeping_deadline())) {
+  if (!call_->set_reverse(ctx, s.hold.view(), 0)) {
     ++stats_.compensation_failures;
+    reconcile(s, ReconKind::kCompensation, ReconState::kUnresolved, "bad_keys");
+    return;
+  }
+  if (pipeline_.submit(call_->args(), s.compensate_op, housekeeping_deadline())) {
+    ++stats_.compensation_failures;
+    reconcile(s, ReconKind::kCompensation);
     return;
   }
   ++s.ops;
   ++stats_.compensations;
   submitted_ = true;
+}
+
+// A stand-in answer (approval, or an acknowledged advice or reversal) whose Redis outcome is
+// owed: to the reconciler now when no script call is outstanding, else once it completes
+// (settle_late).
+void Processor::owe(Slot& s) noexcept {
+  if (options_.reconciler == nullptr) {
+    return;
+  }
+  if (s.script_pending) {
+    s.owed = true;
+    return;
+  }
+  reconcile(s, s.kind == Kind::kAuth || s.kind == Kind::kDebit ? ReconKind::kStandInApproval
+                                                               : ReconKind::kUnconfirmedAdvice);
+}
+
+// The script call of a request answered by stand-in completed: `d` is its decision, or nullptr
+// (failed, timed out, unparseable). An approval in full (a stand-in approval), or any decision
+// (an acknowledged advice), is what the stand-in answer said: journaled as applied. Anything
+// else is replayed by the reconciler.
+void Processor::settle_late(Slot& s, const limits::Decision* d) noexcept {
+  s.owed = false;
+  const bool approval = s.kind == Kind::kAuth || s.kind == Kind::kDebit;
+  const ReconKind kind = approval ? ReconKind::kStandInApproval : ReconKind::kUnconfirmedAdvice;
+  if (d != nullptr && (!approval || d->code() == "00")) {
+    reconcile(s, kind, ReconState::kApplied, "late_original");
+  } else {
+    reconcile(s, kind);
+  }
+}
+
+// Hands the request's owed call to the reconciler (kQueued), or journals an outcome there.
+void Processor::reconcile(const Slot& s, ReconKind kind, ReconState outcome,
+                          std::string_view detail) noexcept {
+  Reconciler* const r = options_.reconciler;
+  if (r == nullptr) {
+    return;
+  }
+  ReconItem it;
+  it.kind = kind;
+  it.network = options_.network_index;
+  it.now_ms = s.now_ms;
+  it.amount_minor = s.amount_minor;
+  it.currency = s.currency;
+  it.channel = static_cast<limits::Channel>(risk::channel_of(s.auth));
+  (void)it.account.assign(s.account_id());
+  it.token = s.token;
+  (void)it.hold_id.assign(s.hold.view());
+  (void)it.replay_key.assign(s.replay.view());
+  (void)it.fingerprint.assign(s.fingerprint_text());
+  (void)it.mcc.assign(std::string_view(s.mcc.data(), s.mcc_len));
+  switch (kind) {
+    case ReconKind::kStandInApproval:
+      it.op = s.kind == Kind::kDebit ? ReconItem::Op::kForceDebit : ReconItem::Op::kForceAuth;
+      break;
+    case ReconKind::kUnconfirmedAdvice:
+      it.op = s.kind == Kind::kCapture ? ReconItem::Op::kCapture : ReconItem::Op::kReverse;
+      break;
+    case ReconKind::kCompensation:  // the full reversal compensate() asked for
+      it.op = ReconItem::Op::kReverse;
+      it.amount_minor = 0;
+      (void)it.replay_key.assign(s.aux.view());
+      (void)it.fingerprint.assign("si");
+      break;
+  }
+  if (s.view.has(2)) {
+    std::array<char, 32> pan{};
+    std::array<char, 32> masked{};
+    const std::string_view text = iso8583::text_value(s.view.field(2), pan);
+    if (const auto m = limits::mask_pan(text, masked)) {
+      it.masked_pan.assign_cut(*m);
+    }
+    std::fill(pan.begin(), pan.end(), '\0');  // no PAN left behind on the stack
+  }
+  if (outcome != ReconState::kQueued) {
+    r->record(it, outcome, detail);
+    return;
+  }
+  ++stats_.reconciliations;
+  if (!r->enqueue(it)) {
+    ++stats_.reconcile_refused;
+  }
 }
 
 // The sweeper's index: this account has a pending hold expiring at most then.

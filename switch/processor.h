@@ -24,12 +24,16 @@
 // response is sent once). A money-taking call (auth, debit, refund) answered by stand-in decline
 // is followed at once by a compensating full `reverse` of its hold (replay key "<txn>-si"): the
 // pipeline is one ordered connection, so the reverse runs after the late call and no hold stays
-// that nobody answered for. A stand-in approval keeps the hold (counted for reconciliation).
-// Advices and reversals are always acknowledged; one whose Redis call failed or timed out is
-// counted in Stats::advices_unconfirmed (the reconciliation journal is a later piece). Known
-// gaps: a compensating reversal that itself fails is only counted (compensation_failures), not
-// retried; and the late call's replay record stays, so a repeat (x01) of a request answered 91
-// whose late call approved is answered from that record (00) although the hold was voided.
+// that nobody answered for. Advices and reversals are always acknowledged (counted in
+// Stats::advices_unconfirmed when Redis did not confirm them). With Options::reconciler
+// (switch/reconciler.h), whatever Redis owes after a stand-in answer is handed to it and
+// journaled: a stand-in approval whose script call was never made, failed, timed out or came
+// back declined (replayed as a forced authorization under the same key: placed once, or the
+// late original's answer returned; a late approval is journaled as applied), an advice or
+// reversal acknowledged without Redis (its call replayed), and a compensating reversal that
+// failed (retried). Without one (nullptr) these are only counted. Known gap: the late call's
+// replay record stays, so a repeat (x01) of a request answered 91 whose late call approved is
+// answered from that record (00) although the hold was voided.
 // Balance inquiries and refunds have no stand-in approval: they are answered 91.
 //
 // Format errors: a message the codec refuses is answered 30 when its header, MTI and bitmaps
@@ -82,6 +86,7 @@
 #include "risk/rules.h"
 #include "switch/journal.h"
 #include "switch/metrics.h"
+#include "switch/reconciler.h"
 
 namespace authswitch::switching {
 
@@ -168,6 +173,9 @@ class Processor {
     std::uint16_t network_index = 0;  // the AuditRecord's and the metrics' network
     // This shard's Prometheus counters (switch/metrics.h), or nullptr.
     ShardMetrics* metrics = nullptr;
+    // This shard's reconciler (switch/reconciler.h), or nullptr: what Redis owes after a
+    // stand-in answer is then only counted.
+    Reconciler* reconciler = nullptr;
   };
 
   // Counters of this shard (plain integers: read them on the shard thread, or copy them out).
@@ -197,6 +205,8 @@ class Processor {
     std::uint64_t compensations = 0;          // compensating reversals submitted
     std::uint64_t compensation_failures = 0;  // ... that failed: a hold may need reconciliation
     std::uint64_t late_replies = 0;           // script replies after the response was sent
+    std::uint64_t reconciliations = 0;        // items handed to the reconciler (queued)
+    std::uint64_t reconcile_refused = 0;      // ... refused: its queue was full (unresolved)
     std::uint64_t due_note_errors = 0;
     std::uint64_t card_errors = 0;    // card records unusable (profile gone, bad record): 96
     std::uint64_t audit_dropped = 0;  // journal queue full: the response went out unrecorded
@@ -271,6 +281,10 @@ class Processor {
   [[nodiscard]] std::string_view approval_code(const Slot& s) noexcept;
   void stand_in(Slot& s) noexcept;
   void compensate(Slot& s) noexcept;
+  void owe(Slot& s) noexcept;
+  void settle_late(Slot& s, const limits::Decision* d) noexcept;
+  void reconcile(const Slot& s, ReconKind kind, ReconState outcome = ReconState::kQueued,
+                 std::string_view detail = {}) noexcept;
   void note_due(Slot& s) noexcept;
   void respond(Slot& s, std::string_view code, bool approval) noexcept;
   void respond_built(Slot& s, std::string_view code) noexcept;
