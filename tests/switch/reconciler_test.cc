@@ -377,6 +377,40 @@ TEST_F(ReconcilerTest, AFullQueueWritesUnresolvedRecordsAndCountsThem) {
   }
 }
 
+// Policy decline: the request is answered 91 at its deadline and its compensating reversal is
+// queued behind the late call; the connection then dies with both in flight (neither ran), so
+// the compensation fails and the reconciler retries it once Redis answers: its void record
+// means nothing can be held under that id afterwards.
+TEST_F(ReconcilerTest, AFailedCompensatingReversalIsRetried) {
+  Processor::Options po = processor_options();
+  po.stand_in.kind = StandInPolicy::Kind::kDecline;
+  start({}, po);
+  warm();
+  (void)support::redis_command(*redis_, {"CLIENT", "PAUSE", "3000", "WRITE"});
+  Txn t;
+  t.stan = "000050";
+  const std::uint64_t id = send(t);
+  ASSERT_TRUE(run_until([&] { return sink_.code(id).has_value(); }));
+  EXPECT_EQ(sink_.code(id), "91");
+  EXPECT_EQ(processor_->stats().compensations, 1U);
+  (void)support::redis_command(*redis_, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  (void)support::redis_command(*redis_, {"CLIENT", "UNPAUSE"});
+  ASSERT_TRUE(run_until([&] {
+    return processor_->in_flight() == 0 && reconciler_->pending() == 0 &&
+           reconciler_->stats().queued == 1;
+  }));
+  EXPECT_EQ(processor_->stats().compensation_failures, 1U);
+  EXPECT_EQ(reconciler_->stats().applied, 1U);
+  EXPECT_EQ(number("as:{a:R}", "held"), 0);
+  EXPECT_EQ(hold(t.key()).substr(0, 2), "V|");
+  stop();
+  const auto lines = journal_lines();
+  EXPECT_EQ(states(lines, t.key() + "-si"), (std::vector<std::string>{"queued", "applied"}));
+  EXPECT_EQ(lines.back()["kind"], "compensation");
+  EXPECT_EQ(lines.back()["op"], "reverse");
+  EXPECT_EQ(lines.back()["detail"], "no_hold");
+}
+
 // The card was never cached: the stand-in approval does not know its account, and the
 // reconciler finds it in the card directory once Redis is back.
 TEST_F(ReconcilerTest, StandInApprovalOfAnUncachedCardFindsItsAccount) {
