@@ -277,7 +277,8 @@ void Link::handle_network(const iso8583::MessageView& msg) {
     return;
   }
   std::array<char, 8> code_buf{};
-  const std::string_view code = msg.has(39) ? iso8583::text_value(msg.field(39), code_buf) : "";
+  const std::string_view code =
+      response_code_of(msg.has(39) ? iso8583::text_value(msg.field(39), code_buf) : "");
   if (state_ == State::kSigningOn && de70 == "001") {
     if (code != "00") {
       close("sign-on refused with " + std::string(code.empty() ? "no code" : code));
@@ -309,6 +310,10 @@ void Link::send_network(std::string_view de70) {
   builder_.set_text(11, {de11_.data(), 6});
   if (options_.dialect->field(32).defined && !options_.acquirer_id.empty()) {
     builder_.set_text(32, options_.acquirer_id);
+  }
+  if (is_iso93(*options_.dialect) && options_.dialect->field(24).defined) {
+    // ISO 8583:1993 DE 24 function code: 801 sign-on, 831 echo test.
+    builder_.set_text(24, de70 == "001" ? std::string_view("801") : std::string_view("831"));
   }
   std::copy(de70.begin(), de70.end(), de70_.begin());
   builder_.set_text(70, {de70_.data(), de70.size()});

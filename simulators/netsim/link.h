@@ -196,6 +196,12 @@ class LinkSet {
 // The network management request MTI of a dialect: 0800, or 1804 in ISO 8583:1993.
 [[nodiscard]] std::uint16_t network_mti(const iso8583::Dialect& d) noexcept;
 
+// DE 39 as a two-character ISO 8583:1987 response code: a 1993 action code the switch wrote
+// for a 1987 code ("000", "051") loses its leading zero; anything else is returned as it is.
+[[nodiscard]] constexpr std::string_view response_code_of(std::string_view de39) noexcept {
+  return de39.size() == 3 && de39[0] == '0' ? de39.substr(1) : de39;
+}
+
 // DE 7 (transmission date and time, MMDDhhmmss, UTC) of wall time `unix_ms` into `out`.
 std::string_view format_de7(std::int64_t unix_ms, std::span<char, 10> out) noexcept;
 

@@ -214,7 +214,7 @@ void LoadDriver::on_message(std::size_t /*conn*/, const iso8583::MessageView& ms
   second_.record(latency);
   ++second_received_;
   std::array<char, 8> b39{};
-  const std::string_view code = field_text(msg, 39, b39);
+  const std::string_view code = response_code_of(field_text(msg, 39, b39));
   if (code.size() == 2 && code[0] >= '0' && code[0] <= '9' && code[1] >= '0' && code[1] <= '9') {
     ++by_code_[static_cast<std::size_t>((code[0] - '0') * 10 + (code[1] - '0'))];
   } else {

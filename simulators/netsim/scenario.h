@@ -28,6 +28,7 @@
 //   90=@LABEL          DE 90, original data elements of an earlier send (MTI, STAN, DE 7, DE 32)
 //   95=remaining:MINOR DE 95, replacement amounts (what a partial reversal leaves standing)
 // An 0800 gets DE 7, 11 and whatever the line gives (70=001 sign-on, 70=301 echo).
+// These are ISO 8583:1987 formats: scenarios run in the 1987 dialects (any framing).
 //
 // expect: the answer to the send before it (matched by MTI class, DE 11, 41 and 37) within
 // the timeout. DE=VALUE: the field's text equals VALUE, or one of `A|B|C`; `present`,
