@@ -43,14 +43,13 @@ LoadDriver::LoadDriver(const LoadOptions& options, const iso8583::Dialect& diale
       dialect_(dialect),
       source_(source),
       transport_(transport),
-      matcher_(Matcher::Options{
-          .capacity = std::clamp<std::uint32_t>(
-              (options.closed_loop
-                   ? options.concurrency
-                   : options.max_in_flight * static_cast<std::uint32_t>(transport.connections())) *
-                  16,
-              1U << 16U, 1U << 22U),
-          .timeout_ns = options.timeout_ns}),
+      matcher_(Matcher::Options{.capacity = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
+                                    (options.closed_loop ? std::uint64_t{options.concurrency}
+                                                         : std::uint64_t{options.max_in_flight} *
+                                                               transport.connections()) *
+                                        16,
+                                    std::uint64_t{1} << 16U, std::uint64_t{1} << 22U)),
+                                .timeout_ns = options.timeout_ns}),
       builder_(dialect),
       out_(dialect.info().max_message_bytes + 64),
       conn_in_flight_(transport.connections(), 0) {
@@ -66,6 +65,10 @@ LoadDriver::LoadDriver(const LoadOptions& options, const iso8583::Dialect& diale
   const std::size_t pool = options_.closed_loop
                                ? options_.concurrency
                                : std::size_t{options_.max_in_flight} * transport.connections();
+  if (pool > (std::size_t{1} << 18U)) {
+    // Each request slot holds a Request (~4 KiB of strings); the matcher remembers 16 per slot.
+    throw std::invalid_argument("at most 262144 requests in flight (connections x max-in-flight)");
+  }
   slots_.resize(pool);
   for (std::size_t i = 0; i < pool; ++i) {
     slots_[i].next_free = i + 1 < pool ? static_cast<std::uint32_t>(i + 1) : kNoSlot;
