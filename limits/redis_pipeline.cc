@@ -590,6 +590,13 @@ void RedisPipeline::on_tick(Clock::time_point now) noexcept {
 }
 
 std::string_view RedisPipeline::load_script(std::string_view text) {
+  // The same script registered again (every processor, the sweeper and the reconciler of a
+  // shard register holds.lua): one entry, one SCRIPT LOAD per connect.
+  for (std::size_t i = 0; i < script_count_; ++i) {
+    if (scripts_[i].text == text) {
+      return {scripts_[i].sha.data(), scripts_[i].sha.size()};
+    }
+  }
   if (script_count_ == kMaxScripts) {
     throw std::length_error("RedisPipeline::load_script: too many scripts");
   }

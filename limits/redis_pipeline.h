@@ -187,7 +187,9 @@ class RedisPipeline {
   // Registers a Lua script (the text must outlive the client, e.g. limits::holds_script()),
   // returns its SHA1 (hex, computed locally; owned by the client). SCRIPT LOAD is queued now if
   // connected, and again first thing after every (re)connect; Redis's answer is checked against
-  // the local sha. Call at startup (throws std::length_error past kMaxScripts).
+  // the local sha. Registering the same text again returns the same sha and adds nothing, so
+  // kMaxScripts counts distinct scripts. Call at startup (throws std::length_error past
+  // kMaxScripts).
   std::string_view load_script(std::string_view text);
 
  private:

@@ -197,6 +197,22 @@ TEST(RedisPipeline, EvalshaHoldsScriptApprovesAHold) {
   EXPECT_EQ(r.second_int, 2500);
 }
 
+// Every processor, the sweeper and the reconciler of a shard register holds.lua: the same text
+// is one script, loaded once per connect, however often it is registered.
+TEST(RedisPipeline, RegisteringTheSameScriptAgainAddsNothing) {
+  support::RedisServer& server = support::shared_redis_server();
+  seed_account(server);
+  RedisPipeline c(options_for(server));
+  const std::string_view sha = c.load_script(holds_script());
+  for (std::size_t i = 0; i < 2 * RedisPipeline::kMaxScripts; ++i) {
+    EXPECT_EQ(c.load_script(holds_script()), sha);
+  }
+  ASSERT_TRUE(connect_ready(c));
+  EXPECT_EQ(c.stats().script_loads, 1U);
+  constexpr std::string_view other = "return 1";
+  EXPECT_NE(c.load_script(other), sha);  // a different text is a new script
+}
+
 // Keeps the parsed decision of each reply (parse_decision), or that it could not be parsed.
 class DecisionRecorder final : public Completion {
  public:
