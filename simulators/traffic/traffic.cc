@@ -875,8 +875,8 @@ bool TrafficGenerator::State::purchase_like(Kind k, Request& out) {
       for (const std::int64_t t : c.cnp) {
         recent += t != kNever && t > now - cfg.rules.cnp_burst_window_ms -
                                          cfg.rules.cnp_burst_window_ms / 12 - 2 * m
-                      ? 1
-                      : 0;
+                      ? 1U
+                      : 0U;
       }
       if (recent + 3 > cfg.rules.cnp_burst_threshold) {
         emit_new_transaction(out, Kind::kPurchase, card, 100, "000000", amount, Channel::kPos, mcc,
