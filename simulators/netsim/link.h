@@ -57,7 +57,12 @@ class Link {
  public:
   class Handler {
    public:
+    Handler() = default;
     virtual ~Handler() = default;
+    Handler(const Handler&) = delete;
+    Handler& operator=(const Handler&) = delete;
+    Handler(Handler&&) = delete;
+    Handler& operator=(Handler&&) = delete;
     // Signed on (or connected, without sign-on): the link takes traffic.
     virtual void on_ready(Link& link) = 0;
     // A message that is not network management (decoded into `msg`, valid during the call).
@@ -79,6 +84,8 @@ class Link {
   ~Link();
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
+  Link(Link&&) = delete;
+  Link& operator=(Link&&) = delete;
 
   // Connects (then TLS handshake, then sign-on). `server_name` is for TLS.
   void connect(const boost::asio::ip::tcp::endpoint& to, const std::string& server_name);
@@ -161,6 +168,8 @@ class LinkSet {
   ~LinkSet();
   LinkSet(const LinkSet&) = delete;
   LinkSet& operator=(const LinkSet&) = delete;
+  LinkSet(LinkSet&&) = delete;
+  LinkSet& operator=(LinkSet&&) = delete;
 
   // Starts connecting (or listening); the handler hears on_ready per link.
   void start();

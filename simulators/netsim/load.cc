@@ -17,8 +17,8 @@ namespace authswitch::netsim {
 
 namespace {
 
-constexpr std::uint64_t kSecond_ns = 1'000'000'000;
-constexpr std::uint64_t kRetry_ns = 1'000'000;  // a held-back request is tried again after 1 ms
+constexpr std::uint64_t kNsPerSecond = 1'000'000'000;
+constexpr std::uint64_t kRetryNs = 1'000'000;  // a held-back request is tried again after 1 ms
 constexpr std::uint32_t kNoSlot = 0xFFFF'FFFFU;
 
 std::string_view field_text(const iso8583::MessageView& m, int de, std::span<char> buf) noexcept {
@@ -82,7 +82,7 @@ LoadDriver::LoadDriver(const LoadOptions& options, const iso8583::Dialect& diale
 void LoadDriver::begin(std::uint64_t now_ns) noexcept {
   start_ns_ = now_ns;
   end_ns_ = now_ns + static_cast<std::uint64_t>(options_.duration_s * 1e9);
-  second_end_ns_ = now_ns + kSecond_ns;
+  second_end_ns_ = now_ns + kNsPerSecond;
   last_response_ns_ = now_ns;
 }
 
@@ -121,10 +121,10 @@ std::uint64_t LoadDriver::pump(std::uint64_t now_ns, std::int64_t wall_ms) noexc
   if (options_.closed_loop) {
     while (!sending_done(now_ns) && matcher_.pending() < options_.concurrency) {
       if (!send_one(now_ns, now_ns, wall_ms)) {
-        return now_ns + kRetry_ns;
+        return now_ns + kRetryNs;
       }
     }
-    return sending_done(now_ns) ? UINT64_MAX : now_ns + 100 * kRetry_ns;
+    return sending_done(now_ns) ? UINT64_MAX : now_ns + 100 * kRetryNs;
   }
   while (!sending_done(now_ns)) {
     const std::uint64_t due = intended_ns(next_index_);
@@ -133,7 +133,7 @@ std::uint64_t LoadDriver::pump(std::uint64_t now_ns, std::int64_t wall_ms) noexc
     }
     // Late or not, the request counts from its intended time.
     if (!send_one(due, now_ns, wall_ms)) {
-      return now_ns + kRetry_ns;
+      return now_ns + kRetryNs;
     }
     ++next_index_;
   }
@@ -219,7 +219,8 @@ void LoadDriver::on_message(std::size_t /*conn*/, const iso8583::MessageView& ms
   std::array<char, 8> b39{};
   const std::string_view code = response_code_of(field_text(msg, 39, b39));
   if (code.size() == 2 && code[0] >= '0' && code[0] <= '9' && code[1] >= '0' && code[1] <= '9') {
-    ++by_code_[static_cast<std::size_t>((code[0] - '0') * 10 + (code[1] - '0'))];
+    ++by_code_[static_cast<std::size_t>(code[0] - '0') * 10 +
+               static_cast<std::size_t>(code[1] - '0')];
   } else {
     ++other_codes_;
   }
@@ -310,7 +311,7 @@ void LoadDriver::close_second(std::uint64_t end_ns) noexcept {
   second_sent_ = 0;
   second_received_ = 0;
   second_.reset();
-  second_end_ns_ = end_ns + kSecond_ns;
+  second_end_ns_ = end_ns + kNsPerSecond;
 }
 
 LoadProgress LoadDriver::progress(std::uint64_t now_ns) const noexcept {
@@ -385,9 +386,11 @@ std::int64_t wall_ms() noexcept {
 class LinkTransport final : public Transport {
  public:
   explicit LinkTransport(LinkSet& links) noexcept : links_(links) {}
-  std::size_t connections() const noexcept override { return links_.size(); }
-  bool usable(std::size_t conn) const noexcept override { return links_.link(conn).ready(); }
-  bool send(std::size_t conn, std::span<const std::byte> message) noexcept override {
+  [[nodiscard]] std::size_t connections() const noexcept override { return links_.size(); }
+  [[nodiscard]] bool usable(std::size_t conn) const noexcept override {
+    return links_.link(conn).ready();
+  }
+  [[nodiscard]] bool send(std::size_t conn, std::span<const std::byte> message) noexcept override {
     return links_.link(conn).send(message);
   }
 
@@ -429,6 +432,112 @@ class LoadHandler final : public Link::Handler {
 
 }  // namespace
 
+namespace {
+
+// The event loop of one run: the timer wakes the driver for the next intended send, timeouts
+// and the progress line; answers wake it too, so freed capacity is used at once.
+class LoadLoop {
+ public:
+  LoadLoop(boost::asio::io_context& io, const LoadRun& run, LoadDriver& driver,
+           LoadHandler& handler, std::size_t links)
+      : io_(io), run_(run), driver_(driver), handler_(handler), links_(links), timer_(io) {}
+
+  void run() {
+    const std::uint64_t start = steady_ns();
+    driver_.begin(start);
+    next_progress_ = start + kNsPerSecond;
+    on_timer();
+    while (!done_) {
+      io_.run_one();
+      if (handler_.dirty && !done_) {
+        const std::uint64_t when = step();
+        if (!done_ && when < armed_for_) {
+          timer_.cancel();  // its handler sees operation_aborted; re-armed here
+          arm(when);
+        }
+      }
+      if (handler_.closed == links_) {
+        break;  // every connection is gone
+      }
+    }
+    if (run_.progress && tty_) {
+      std::fputc('\n', stderr);
+    }
+  }
+
+ private:
+  void on_timer() {
+    const std::uint64_t when = step();
+    if (done_) {
+      io_.stop();
+      return;
+    }
+    arm(when);
+  }
+
+  void arm(std::uint64_t when) {
+    armed_for_ = when;
+    const std::uint64_t now = steady_ns();
+    timer_.expires_after(std::chrono::nanoseconds(when > now ? when - now : 0));
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) {
+        on_timer();
+      }
+    });
+  }
+
+  // Pump, time out, progress; returns when to run again.
+  std::uint64_t step() {
+    const std::uint64_t now = steady_ns();
+    driver_.tick(now);
+    const std::uint64_t want = driver_.pump(now, wall_ms());
+    handler_.dirty = false;
+    if (now >= next_progress_) {
+      if (run_.progress) {
+        print_progress(now);
+      }
+      while (next_progress_ <= now) {
+        next_progress_ += kNsPerSecond;
+      }
+    }
+    if (driver_.sending_done(now) && drain_deadline_ == UINT64_MAX) {
+      drain_deadline_ = now + run_.load.timeout_ns + kNsPerSecond;
+    }
+    if (driver_.finished(now) || now >= drain_deadline_) {
+      done_ = true;
+      return UINT64_MAX;
+    }
+    // Wake for the next send, the next timeout check, or the next progress line.
+    return std::min({want, now + 50'000'000, next_progress_});
+  }
+
+  // On a terminal the line rewrites itself; elsewhere (--progress into a log) one line a second.
+  void print_progress(std::uint64_t now) const {
+    const LoadProgress p = driver_.progress(now);
+    std::fprintf(stderr,
+                 "%s%6.1f s  sent %llu  matched %llu  %8.0f/s  in flight %llu  p99 %.3f ms  "
+                 "problems %llu%s",
+                 tty_ ? "\r" : "", p.elapsed_s, static_cast<unsigned long long>(p.sent),
+                 static_cast<unsigned long long>(p.matched), p.rate_per_s,
+                 static_cast<unsigned long long>(p.in_flight), static_cast<double>(p.p99_ns) / 1e6,
+                 static_cast<unsigned long long>(p.problems), tty_ ? "   " : "\n");
+  }
+
+  boost::asio::io_context& io_;
+  const LoadRun& run_;
+  LoadDriver& driver_;
+  LoadHandler& handler_;
+  std::size_t links_;
+  boost::asio::steady_timer timer_;
+  bool tty_ = ::isatty(STDERR_FILENO) != 0;
+  bool done_ = false;
+  std::uint64_t next_progress_ = 0;
+  std::uint64_t drain_deadline_ = UINT64_MAX;
+  std::uint64_t armed_for_ = UINT64_MAX;
+};
+
+}  // namespace
+
 void run_load(const LoadRun& run, RunReport& report) {
   const Portfolio portfolio = Portfolio::load(run.cards_csv);
   TrafficConfig mix =
@@ -454,95 +563,8 @@ void run_load(const LoadRun& run, RunReport& report) {
   report.framing = run.framing_name;
   report.connections = static_cast<std::uint32_t>(links.size());
 
-  boost::asio::steady_timer timer(io);
-  const std::uint64_t start = steady_ns();
-  driver.begin(start);
-  std::uint64_t next_progress = start + kSecond_ns;
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
-  const std::uint64_t drain_until_extra = run.load.timeout_ns + kSecond_ns;
-  std::uint64_t drain_deadline = UINT64_MAX;
-  bool done = false;
+  LoadLoop(io, run, driver, handler, links.size()).run();
 
-  // One step: pump, time out, progress; returns when to run again.
-  const auto step = [&]() -> std::uint64_t {
-    const std::uint64_t now = steady_ns();
-    driver.tick(now);
-    const std::uint64_t want = driver.pump(now, wall_ms());
-    handler.dirty = false;
-    if (now >= next_progress) {
-      if (run.progress) {
-        // On a terminal the line rewrites itself; elsewhere (--progress into a log) one line
-        // per second.
-        const LoadProgress p = driver.progress(now);
-        std::fprintf(stderr,
-                     "%s%6.1f s  sent %llu  matched %llu  %8.0f/s  in flight %llu  p99 %.3f ms  "
-                     "problems %llu%s",
-                     tty ? "\r" : "", p.elapsed_s, static_cast<unsigned long long>(p.sent),
-                     static_cast<unsigned long long>(p.matched), p.rate_per_s,
-                     static_cast<unsigned long long>(p.in_flight),
-                     static_cast<double>(p.p99_ns) / 1e6,
-                     static_cast<unsigned long long>(p.problems), tty ? "   " : "\n");
-      }
-      while (next_progress <= now) {
-        next_progress += kSecond_ns;
-      }
-    }
-    if (driver.sending_done(now) && drain_deadline == UINT64_MAX) {
-      drain_deadline = now + drain_until_extra;
-    }
-    if (driver.finished(now) || now >= drain_deadline) {
-      done = true;
-      return UINT64_MAX;
-    }
-    // Wake for the next send, the next timeout check, or the next progress line.
-    return std::min({want, now + 50'000'000, next_progress});
-  };
-
-  std::function<void()> arm;
-  std::uint64_t armed_for = UINT64_MAX;
-  arm = [&] {
-    const std::uint64_t when = step();
-    if (done) {
-      io.stop();
-      return;
-    }
-    armed_for = when;
-    const std::uint64_t now = steady_ns();
-    timer.expires_after(std::chrono::nanoseconds(when > now ? when - now : 0));
-    timer.async_wait([&](const boost::system::error_code& ec) {
-      if (!ec) {
-        arm();
-      }
-    });
-  };
-  arm();
-  while (!done) {
-    io.run_one();
-    if (handler.dirty && !done) {
-      // Answers freed capacity: send what is due now instead of waiting for the timer.
-      const std::uint64_t when = step();
-      if (done) {
-        break;
-      }
-      if (when < armed_for) {
-        timer.cancel();  // its handler sees operation_aborted; re-arm now
-        armed_for = when;
-        const std::uint64_t now = steady_ns();
-        timer.expires_after(std::chrono::nanoseconds(when > now ? when - now : 0));
-        timer.async_wait([&](const boost::system::error_code& ec) {
-          if (!ec) {
-            arm();
-          }
-        });
-      }
-    }
-    if (handler.closed == links.size()) {
-      break;  // every connection is gone
-    }
-  }
-  if (run.progress && tty) {
-    std::fputc('\n', stderr);
-  }
   driver.fill_report(steady_ns(), report);
   handler.driver = nullptr;  // closing now is no error
   links.close_all();

@@ -43,7 +43,12 @@ namespace authswitch::netsim {
 // Where requests come from: sim_traffic's TrafficGenerator in netsim, a stub in tests.
 class RequestSource {
  public:
+  RequestSource() = default;
   virtual ~RequestSource() = default;
+  RequestSource(const RequestSource&) = delete;
+  RequestSource& operator=(const RequestSource&) = delete;
+  RequestSource(RequestSource&&) = delete;
+  RequestSource& operator=(RequestSource&&) = delete;
   // Fills `out` (a reused Request) with the next request; false when none can go now.
   [[nodiscard]] virtual bool next(std::int64_t now_ms, Request& out) = 0;
   virtual void on_response(const Request& r, std::string_view code, std::int64_t amount_minor) = 0;
@@ -53,7 +58,9 @@ class RequestSource {
 class GeneratorSource final : public RequestSource {
  public:
   explicit GeneratorSource(TrafficGenerator& g) noexcept : g_(g) {}
-  bool next(std::int64_t now_ms, Request& out) override { return g_.next(now_ms, out); }
+  [[nodiscard]] bool next(std::int64_t now_ms, Request& out) override {
+    return g_.next(now_ms, out);
+  }
   void on_response(const Request& r, std::string_view code, std::int64_t amount) override {
     g_.on_response(r, code, amount);
   }
@@ -66,7 +73,12 @@ class GeneratorSource final : public RequestSource {
 // What the driver sends through: the LinkSet in netsim, a fake in tests.
 class Transport {
  public:
+  Transport() = default;
   virtual ~Transport() = default;
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+  Transport(Transport&&) = delete;
+  Transport& operator=(Transport&&) = delete;
   [[nodiscard]] virtual std::size_t connections() const noexcept = 0;
   // Open and signed on.
   [[nodiscard]] virtual bool usable(std::size_t conn) const noexcept = 0;
@@ -97,8 +109,11 @@ class LoadDriver {
  public:
   LoadDriver(const LoadOptions& options, const iso8583::Dialect& dialect, RequestSource& source,
              Transport& transport);
+  ~LoadDriver() = default;
   LoadDriver(const LoadDriver&) = delete;
   LoadDriver& operator=(const LoadDriver&) = delete;
+  LoadDriver(LoadDriver&&) = delete;
+  LoadDriver& operator=(LoadDriver&&) = delete;
 
   // The run starts: request 0 is intended at `now_ns`.
   void begin(std::uint64_t now_ns) noexcept;

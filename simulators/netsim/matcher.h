@@ -83,8 +83,11 @@ class Matcher {
   };
 
   explicit Matcher(Options options);
+  ~Matcher() = default;
   Matcher(const Matcher&) = delete;
   Matcher& operator=(const Matcher&) = delete;
+  Matcher(Matcher&&) = delete;
+  Matcher& operator=(Matcher&&) = delete;
 
   // Remembers a request sent at `sent_ns` whose latency counts from `start_ns` (its intended
   // send time in an open-loop run; start_ns <= sent_ns). Its deadline is sent_ns + timeout.

@@ -124,7 +124,7 @@ class Parser {
   }
 
   // key=value of word i.
-  std::pair<std::string, std::string> kv(const std::string& word) const {
+  [[nodiscard]] std::pair<std::string, std::string> kv(const std::string& word) const {
     const std::size_t eq = word.find('=');
     if (eq == std::string::npos || eq == 0) {
       fail("expected KEY=VALUE, got '" + word + "'");
@@ -142,7 +142,7 @@ class Parser {
     return w[i];
   }
 
-  std::int64_t amount(const std::string& key, const std::string& v) const {
+  [[nodiscard]] std::int64_t amount(const std::string& key, const std::string& v) const {
     const auto n = parse_int(v);
     if (!n || *n < 0) {
       fail(key + ": '" + v + "' is not an amount in minor units (an integer >= 0)");
@@ -159,7 +159,9 @@ class Parser {
     }
     std::array<bool, 3> seen{};
     for (std::size_t i = 2; i < w.size(); ++i) {
-      const auto [k, v] = kv(w[i]);
+      const auto [key, value] = kv(w[i]);
+      const std::string& k = key;
+      const std::string& v = value;
       const std::size_t ch = k == "pos" ? 0 : k == "cnp" ? 1 : k == "atm" ? 2 : 3;
       if (ch == 3) {
         fail("profile: unknown channel '" + k + "' (one of: pos, cnp, atm)");
@@ -194,7 +196,9 @@ class Parser {
     a.name = name_at(w, 1, "account name");
     bool has_balance = false;
     for (std::size_t i = 2; i < w.size(); ++i) {
-      const auto [k, v] = kv(w[i]);
+      const auto [key, value] = kv(w[i]);
+      const std::string& k = key;
+      const std::string& v = value;
       if (k == "balance") {
         a.balance_minor = amount(k, v);
         has_balance = true;
@@ -230,7 +234,9 @@ class Parser {
       return;
     }
     for (std::size_t i = 2; i < w.size(); ++i) {
-      const auto [k, v] = kv(w[i]);
+      const auto [key, value] = kv(w[i]);
+      const std::string& k = key;
+      const std::string& v = value;
       if (k == "account") {
         if (find_account(v) == nullptr) {
           fail("card " + c.name + ": no account '" + v + "' declared before it");
@@ -264,7 +270,7 @@ class Parser {
     s_.cards.push_back(c);
   }
 
-  std::uint16_t mti_at(const std::vector<std::string>& w, std::size_t i) const {
+  [[nodiscard]] std::uint16_t mti_at(const std::vector<std::string>& w, std::size_t i) const {
     if (w.size() <= i) {
       fail("missing MTI");
     }
@@ -274,7 +280,7 @@ class Parser {
     return static_cast<std::uint16_t>(std::stoi(w[i]));
   }
 
-  int de_of(const std::string& k) const {
+  [[nodiscard]] int de_of(const std::string& k) const {
     const auto n = parse_int(k);
     if (!n || *n < 2 || *n > 128 || *n == 65) {
       fail("'" + k + "' is not a data element number (2..128, not 65)");
@@ -299,7 +305,9 @@ class Parser {
       fail("MTI " + w[2] + " is not a request or advice (it has no response)");
     }
     for (std::size_t i = 3; i < w.size(); ++i) {
-      const auto [k, v] = kv(w[i]);
+      const auto [key, value] = kv(w[i]);
+      const std::string& k = key;
+      const std::string& v = value;
       if (k == "card") {
         if (std::none_of(s_.cards.begin(), s_.cards.end(),
                          [&](const ScenarioCard& c) { return c.name == v; })) {
@@ -314,10 +322,15 @@ class Parser {
       } else {
         StepField f{de_of(k), v};
         if (v.empty()) {
-          fail("DE " + k + ": empty value (use " + k + "=- to remove a field)");
+          fail(std::string("DE ")
+                   .append(k)
+                   .append(": empty value (use ")
+                   .append(k)
+                   .append("=- to remove a field)"));
         }
         if (v[0] == '@' && labels_.count(v.substr(1)) == 0) {
-          fail("DE " + k + "=" + v + ": no earlier send with that label");
+          fail(std::string("DE ").append(k).append("=").append(v).append(
+              ": no earlier send with that label"));
         }
         if (v[0] == '@' && f.de != 90) {
           fail("DE " + k + ": @LABEL references are for DE 90 in a send");
@@ -347,7 +360,9 @@ class Parser {
     st.mti = mti_at(w, 1);
     st.label = s_.steps.back().label;
     for (std::size_t i = 2; i < w.size(); ++i) {
-      const auto [k, v] = kv(w[i]);
+      const auto [key, value] = kv(w[i]);
+      const std::string& k = key;
+      const std::string& v = value;
       if (k == "available") {
         st.available = amount(k, v);
       } else if (k == "ledger") {
@@ -358,7 +373,8 @@ class Parser {
           fail("DE " + k + ": empty value");
         }
         if (v[0] == '@' && labels_.count(v.substr(1)) == 0) {
-          fail("DE " + k + "=" + v + ": no earlier send with that label");
+          fail(std::string("DE ").append(k).append("=").append(v).append(
+              ": no earlier send with that label"));
         }
         st.fields.push_back(f);
       }
@@ -383,7 +399,9 @@ class Parser {
       fail("balance: give at least one of balance=, held=, available=");
     }
     for (std::size_t i = 2; i < w.size(); ++i) {
-      const auto [k, v] = kv(w[i]);
+      const auto [key, value] = kv(w[i]);
+      const std::string& k = key;
+      const std::string& v = value;
       if (k == "balance") {
         st.balance = amount(k, v);
       } else if (k == "held") {
@@ -397,7 +415,7 @@ class Parser {
     s_.steps.push_back(st);
   }
 
-  const ScenarioAccount* find_account(const std::string& name) const {
+  [[nodiscard]] const ScenarioAccount* find_account(const std::string& name) const {
     for (const auto& a : s_.accounts) {
       if (a.name == name) {
         return &a;
@@ -435,8 +453,8 @@ Scenario load_scenario(const std::string& path) {
 
 int run_capture(const std::vector<std::string>& argv, std::string& output) {
   output.clear();
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
+  std::array<int, 2> fds{};
+  if (::pipe2(fds.data(), O_CLOEXEC) != 0) {
     return -1;
   }
   const pid_t pid = ::fork();
@@ -520,7 +538,8 @@ class Collector final : public Link::Handler {
 [[nodiscard]] std::string shown(int de, const std::string& v) {
   if (de == 2 || de == 35) {
     if (v.size() < 12) {
-      return std::string(v.size(), '*');
+      std::string stars(v.size(), '*');
+      return stars;
     }
     return v.substr(0, 6) + std::string(v.size() - 10, '*') + v.substr(v.size() - 4);
   }
@@ -600,8 +619,7 @@ class Runner {
       failure(0, "the switch did not take the connection: " + why);
       return finish(t0);
     }
-    for (std::size_t i = 0; i < s_.steps.size(); ++i) {
-      const ScenarioStep& st = s_.steps[i];
+    for (const ScenarioStep& st : s_.steps) {
       ++r_.steps_run;
       const std::size_t before = r_.failures.size();
       switch (st.kind) {
@@ -637,7 +655,9 @@ class Runner {
     r_.failures.push_back(s_.file + ":" + std::to_string(line) + ": " + what);
   }
 
-  std::string account_id(const std::string& name) const { return "s" + run_tag_ + "-" + name; }
+  [[nodiscard]] std::string account_id(const std::string& name) const {
+    return "s" + run_tag_ + "-" + name;
+  }
   static std::string profile_of(const ScenarioCard& c) {
     return c.profile.empty() ? "scn-default" : c.profile;
   }
@@ -720,7 +740,7 @@ class Runner {
     return true;
   }
 
-  const ScenarioAccount* account(const std::string& name) const {
+  [[nodiscard]] const ScenarioAccount* account(const std::string& name) const {
     for (const auto& a : s_.accounts) {
       if (a.name == name) {
         return &a;
@@ -742,9 +762,10 @@ class Runner {
     return std::string(format_de7(ms, buf));
   }
 
-  void send(const ScenarioStep& st, Link& link) {
+  // The fields of a send: netsim's defaults (or those of `same=`), the card, then the line's.
+  Fields fields_for(const ScenarioStep& st) {
     Fields f;
-    const std::uint16_t cls = st.mti % 1000 / 100;
+    const int cls = st.mti % 1000 / 100;
     if (!st.same.empty()) {
       f = sent_.at(st.same).fields;
     } else {
@@ -777,16 +798,7 @@ class Runner {
       if (sf.value == "-") {
         f.erase(sf.de);
       } else if (sf.value[0] == '@') {
-        const Sent& orig = sent_.at(sf.value.substr(1));
-        const auto get = [&](int de) {
-          const auto it = orig.fields.find(de);
-          return it == orig.fields.end() ? std::string() : it->second;
-        };
-        // ISO 8583:1987 DE 90: original MTI, STAN, transmission date and time, acquirer and
-        // forwarding institution ids (11 digits each, zero-filled on the left).
-        const std::string acq = get(32);
-        f[90] = fixed_digits(orig.mti, 4) + get(11) + get(7) + std::string(11 - acq.size(), '0') +
-                acq + std::string(11, '0');
+        f[90] = original_data(sent_.at(sf.value.substr(1)));
       } else if (sf.value.rfind("remaining:", 0) == 0) {
         const auto v = parse_int(std::string_view(sf.value).substr(10));
         f[95] = fixed_digits(static_cast<std::uint64_t>(*v), 12) + std::string(12, '0') +
@@ -795,16 +807,35 @@ class Runner {
         f[sf.de] = sf.value;
       }
     }
-    iso8583::MessageBuilder b(*o_.links.link.dialect);
+    return f;
+  }
+
+  struct Sent;
+  // ISO 8583:1987 DE 90: original MTI, STAN, transmission date and time, acquirer and
+  // forwarding institution ids (11 digits each, zero-filled on the left).
+  static std::string original_data(const Sent& orig) {
+    const auto get = [&](int de) {
+      const auto it = orig.fields.find(de);
+      return it == orig.fields.end() ? std::string() : it->second;
+    };
+    const std::string acq = get(32);
+    return fixed_digits(orig.mti, 4) + get(11) + get(7) + std::string(11 - acq.size(), '0') + acq +
+           std::string(11, '0');
+  }
+
+  void send(const ScenarioStep& st, Link& link) {
+    const Fields f = fields_for(st);
+    const iso8583::Dialect& d = *o_.links.link.dialect;
+    iso8583::MessageBuilder b(d);
     b.reset(st.mti);
     for (const auto& [de, v] : f) {
-      if (!o_.links.link.dialect->field(de).defined) {
+      if (!d.field(de).defined) {
         failure(st.line, "DE " + std::to_string(de) + " is not defined in the dialect");
         return;
       }
       b.set_text(de, v);
     }
-    std::vector<std::byte> out(o_.links.link.dialect->info().max_message_bytes + 64);
+    std::vector<std::byte> out(d.info().max_message_bytes + 64);
     const auto n = b.encode(out);
     if (!n) {
       std::array<char, 160> why{};
@@ -816,18 +847,16 @@ class Runner {
       return;
     }
     sent_[st.label] = Sent{st.mti, f, {}, true};
-    last_ = st.label;
   }
 
-  void expect(const ScenarioStep& st, boost::asio::io_context& io, Collector& c) {
-    Sent& req = sent_[st.label];
-    if (!req.ok) {
-      return;  // the send failed and said so
-    }
-    const auto field = [&](const Fields& fs, int de) {
-      const auto it = fs.find(de);
-      return it == fs.end() ? std::string() : it->second;
-    };
+  static std::string field(const Fields& fs, int de) {
+    const auto it = fs.find(de);
+    return it == fs.end() ? std::string() : it->second;
+  }
+
+  // The next answer, or nullopt (and a failure) when none comes in time.
+  std::optional<Received> next_answer(const ScenarioStep& st, boost::asio::io_context& io,
+                                      Collector& c) {
     const auto until = std::chrono::steady_clock::now() + o_.timeout;
     while (c.inbox.empty() && c.closed.empty() && std::chrono::steady_clock::now() < until) {
       io.run_one_for(std::chrono::milliseconds(20));
@@ -837,74 +866,86 @@ class Runner {
                            (c.closed.empty()
                                 ? "no answer within " + std::to_string(o_.timeout.count()) + " ms"
                                 : "connection closed: " + c.closed));
-      return;
+      return std::nullopt;
     }
     Received got = std::move(c.inbox.front());
     c.inbox.pop_front();
-    if (got.mti != st.mti) {
+    return got;
+  }
+
+  void expect(const ScenarioStep& st, boost::asio::io_context& io, Collector& c) {
+    Sent& req = sent_[st.label];
+    if (!req.ok) {
+      return;  // the send failed and said so
+    }
+    std::optional<Received> got = next_answer(st, io, c);
+    if (!got) {
+      return;
+    }
+    if (got->mti != st.mti) {
       failure(st.line, "expected MTI " + fixed_digits(st.mti, 4) + ", got " +
-                           fixed_digits(got.mti, 4) + " (DE 39 " + field(got.fields, 39) + ")");
+                           fixed_digits(got->mti, 4) + " (DE 39 " + field(got->fields, 39) + ")");
     }
     for (const int de : {11, 37, 41}) {
-      if (field(got.fields, de) != field(req.fields, de)) {
-        failure(st.line, "the answer's DE " + std::to_string(de) + " '" + field(got.fields, de) +
+      if (field(got->fields, de) != field(req.fields, de)) {
+        failure(st.line, "the answer's DE " + std::to_string(de) + " '" + field(got->fields, de) +
                              "' is not the request's '" + field(req.fields, de) + "'");
       }
     }
     for (const StepField& sf : st.fields) {
-      const auto it = got.fields.find(sf.de);
-      const bool present = it != got.fields.end();
-      const std::string have = present ? it->second : std::string();
-      const std::string de = "DE " + std::to_string(sf.de);
-      if (sf.value == "present") {
-        if (!present) {
-          failure(st.line, de + " is absent");
-        }
-        continue;
-      }
-      if (sf.value == "absent") {
-        if (present) {
-          failure(st.line, de + " is present ('" + shown(sf.de, have) + "')");
-        }
-        continue;
-      }
-      if (sf.value[0] == '@') {
-        const std::string want = field(sent_.at(sf.value.substr(1)).answer, sf.de);
-        if (!present || have != want) {
-          failure(st.line, de + " is '" + shown(sf.de, have) + "', not '" + shown(sf.de, want) +
-                               "' as in the answer to " + sf.value.substr(1));
-        }
-        continue;
-      }
-      bool ok = false;
-      std::istringstream alts(sf.value);
-      std::string alt;
-      while (std::getline(alts, alt, '|')) {
-        ok = ok || (present && have == alt);
-      }
-      if (!ok) {
-        // Amounts compare as numbers when the expectation is a plain integer.
-        const auto want_n = parse_int(sf.value);
-        const auto have_n = parse_int(have);
-        ok = present && want_n && have_n && *want_n == *have_n;
-      }
-      if (!ok) {
-        failure(st.line, de + " is " + (present ? "'" + shown(sf.de, have) + "'" : "absent") +
-                             ", expected '" + sf.value + "'");
-      }
+      check_field(st, sf, got->fields);
     }
-    if (st.available >= 0 || st.ledger >= 0) {
-      const std::string de54 = field(got.fields, 54);
-      if (st.available >= 0 && de54_amount(de54, "02") != st.available) {
-        failure(st.line, "DE 54 available is " + std::to_string(de54_amount(de54, "02")) +
-                             ", expected " + std::to_string(st.available));
+    check_de54(st, field(got->fields, 54));
+    req.answer = std::move(got->fields);
+  }
+
+  void check_field(const ScenarioStep& st, const StepField& sf, const Fields& got) {
+    const auto it = got.find(sf.de);
+    const bool present = it != got.end();
+    const std::string have = present ? it->second : std::string();
+    const std::string de = "DE " + std::to_string(sf.de);
+    if (sf.value == "present" || sf.value == "absent") {
+      if (present != (sf.value == "present")) {
+        failure(st.line,
+                de + (present ? " is present ('" + shown(sf.de, have) + "')" : " is absent"));
       }
-      if (st.ledger >= 0 && de54_amount(de54, "01") != st.ledger) {
-        failure(st.line, "DE 54 ledger is " + std::to_string(de54_amount(de54, "01")) +
-                             ", expected " + std::to_string(st.ledger));
-      }
+      return;
     }
-    req.answer = std::move(got.fields);
+    if (sf.value[0] == '@') {
+      const std::string want = field(sent_.at(sf.value.substr(1)).answer, sf.de);
+      if (!present || have != want) {
+        failure(st.line, de + " is '" + shown(sf.de, have) + "', not '" + shown(sf.de, want) +
+                             "' as in the answer to " + sf.value.substr(1));
+      }
+      return;
+    }
+    bool ok = false;
+    std::istringstream alts(sf.value);
+    std::string alt;
+    while (std::getline(alts, alt, '|')) {
+      ok = ok || (present && have == alt);
+    }
+    if (!ok) {
+      // Amounts and codes compare as numbers when both are plain integers ("00" and "000").
+      const auto want_n = parse_int(sf.value);
+      const auto have_n = parse_int(have);
+      ok = present && want_n && have_n && *want_n == *have_n;
+    }
+    if (!ok) {
+      failure(st.line, de + " is " + (present ? "'" + shown(sf.de, have) + "'" : "absent") +
+                           ", expected '" + sf.value + "'");
+    }
+  }
+
+  void check_de54(const ScenarioStep& st, const std::string& de54) {
+    if (st.available >= 0 && de54_amount(de54, "02") != st.available) {
+      failure(st.line, "DE 54 available is " + std::to_string(de54_amount(de54, "02")) +
+                           ", expected " + std::to_string(st.available));
+    }
+    if (st.ledger >= 0 && de54_amount(de54, "01") != st.ledger) {
+      failure(st.line, "DE 54 ledger is " + std::to_string(de54_amount(de54, "01")) +
+                           ", expected " + std::to_string(st.ledger));
+    }
   }
 
   void balance(const ScenarioStep& st) {
@@ -949,7 +990,6 @@ class Runner {
   std::string future_expiry_, past_expiry_;
   std::map<std::string, CardData> cards_;
   std::map<std::string, Sent> sent_;
-  std::string last_;
 };
 
 }  // namespace
