@@ -14,7 +14,7 @@
 namespace authswitch::netsim {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
+using Tcp = asio::ip::tcp;
 
 namespace {
 
@@ -71,7 +71,7 @@ std::string host_of(const std::string& address) {
   return host;
 }
 
-tcp::endpoint resolve_endpoint(asio::io_context& io, const std::string& address) {
+Tcp::endpoint resolve_endpoint(asio::io_context& io, const std::string& address) {
   const std::size_t colon = address.rfind(':');
   if (colon == std::string::npos || colon + 1 == address.size()) {
     throw std::runtime_error("address '" + address + "': expected HOST:PORT");
@@ -79,7 +79,7 @@ tcp::endpoint resolve_endpoint(asio::io_context& io, const std::string& address)
   const std::string host = host_of(address);
   const std::string port = address.substr(colon + 1);
   boost::system::error_code ec;
-  tcp::resolver resolver(io);
+  Tcp::resolver resolver(io);
   const auto results = resolver.resolve(host, port, ec);
   if (ec || results.empty()) {
     throw std::runtime_error("address '" + address +
@@ -114,7 +114,10 @@ Link::Link(asio::io_context& io, asio::ssl::context* tls, const LinkOptions& opt
 Link::~Link() {
   *alive_ = false;
   boost::system::error_code ignored;
-  echo_timer_.cancel();
+  try {
+    echo_timer_.cancel();
+  } catch (const boost::system::system_error&) {  // nothing to cancel then
+  }
   if (tls_) {
     tls_->next_layer().close(ignored);
   } else {
@@ -122,11 +125,11 @@ Link::~Link() {
   }
 }
 
-void Link::connect(const tcp::endpoint& to, const std::string& server_name) {
+void Link::connect(const Tcp::endpoint& to, const std::string& server_name) {
   state_ = State::kConnecting;
   tls_client_ = true;
   if (tls_context_ != nullptr) {
-    tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(io_, *tls_context_);
+    tls_ = std::make_unique<asio::ssl::stream<Tcp::socket>>(io_, *tls_context_);
     if (!server_name.empty()) {
       // SNI, and the name the certificate must carry.
       // SSL_set_tlsext_host_name is a macro with a C cast: its expansion, spelt out.
@@ -135,7 +138,7 @@ void Link::connect(const tcp::endpoint& to, const std::string& server_name) {
       tls_->set_verify_callback(asio::ssl::host_name_verification(server_name));
     }
   }
-  tcp::socket& s = tls_ ? tls_->next_layer() : socket_;
+  Tcp::socket& s = tls_ ? tls_->next_layer() : socket_;
   s.async_connect(to, [this, alive = alive_](const boost::system::error_code& ec) {
     if (!*alive) {
       return;
@@ -148,11 +151,11 @@ void Link::connect(const tcp::endpoint& to, const std::string& server_name) {
   });
 }
 
-void Link::accepted(tcp::socket socket) {
+void Link::accepted(Tcp::socket socket) {
   state_ = State::kConnecting;
   tls_client_ = false;
   if (tls_context_ != nullptr) {
-    tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(socket), *tls_context_);
+    tls_ = std::make_unique<asio::ssl::stream<Tcp::socket>>(std::move(socket), *tls_context_);
   } else {
     socket_ = std::move(socket);
   }
@@ -160,9 +163,9 @@ void Link::accepted(tcp::socket socket) {
 }
 
 void Link::on_connected() {
-  tcp::socket& s = tls_ ? tls_->next_layer() : socket_;
+  Tcp::socket& s = tls_ ? tls_->next_layer() : socket_;
   boost::system::error_code ignored;
-  s.set_option(tcp::no_delay(true), ignored);
+  s.set_option(Tcp::no_delay(true), ignored);
   if (!tls_) {
     start_session();
     return;
@@ -324,7 +327,7 @@ void Link::send_network(std::string_view de70) {
   }
 }
 
-bool Link::send(std::span<const std::byte> message) noexcept {
+bool Link::send(std::span<const std::byte> message) {
   if (!open()) {
     return false;
   }
@@ -408,10 +411,10 @@ void Link::close(std::string_view why) {
   boost::system::error_code ignored;
   echo_timer_.cancel();
   if (tls_) {
-    tls_->next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+    tls_->next_layer().shutdown(Tcp::socket::shutdown_both, ignored);
     tls_->next_layer().close(ignored);
   } else {
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.shutdown(Tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
   handler_.on_closed(*this, why);
@@ -420,8 +423,8 @@ void Link::close(std::string_view why) {
 // ---------------------------------------------------------------------------------------------
 // LinkSet
 
-LinkSet::LinkSet(asio::io_context& io, const LinkSetOptions& options, Link::Handler& handler)
-    : io_(io), options_(options) {
+LinkSet::LinkSet(asio::io_context& io, LinkSetOptions options, Link::Handler& handler)
+    : io_(io), options_(std::move(options)) {
   if (options_.target.empty() == options_.listen.empty()) {
     throw std::runtime_error("give either a target to connect to or a listen address");
   }
@@ -467,7 +470,7 @@ LinkSet::~LinkSet() = default;
 
 void LinkSet::start() {
   if (!options_.target.empty()) {
-    const tcp::endpoint to = resolve_endpoint(io_, options_.target);
+    const Tcp::endpoint to = resolve_endpoint(io_, options_.target);
     const std::string name =
         options_.tls.server_name.empty() ? host_of(options_.target) : options_.tls.server_name;
     for (auto& l : links_) {
@@ -475,10 +478,10 @@ void LinkSet::start() {
     }
     return;
   }
-  const tcp::endpoint at = resolve_endpoint(io_, options_.listen);
-  acceptor_ = std::make_unique<tcp::acceptor>(io_);
+  const Tcp::endpoint at = resolve_endpoint(io_, options_.listen);
+  acceptor_ = std::make_unique<Tcp::acceptor>(io_);
   acceptor_->open(at.protocol());
-  acceptor_->set_option(tcp::acceptor::reuse_address(true));
+  acceptor_->set_option(Tcp::acceptor::reuse_address(true));
   acceptor_->bind(at);
   acceptor_->listen();
   accept_next();
@@ -490,7 +493,7 @@ void LinkSet::accept_next() {
     acceptor_->close(ignored);
     return;
   }
-  acceptor_->async_accept([this](const boost::system::error_code& ec, tcp::socket s) {
+  acceptor_->async_accept([this](const boost::system::error_code& ec, Tcp::socket s) {
     if (ec) {
       return;  // closed
     }
@@ -499,7 +502,7 @@ void LinkSet::accept_next() {
   });
 }
 
-std::uint16_t LinkSet::listening_port() const noexcept {
+std::uint16_t LinkSet::listening_port() const {
   if (!acceptor_ || !acceptor_->is_open()) {
     return 0;
   }

@@ -94,7 +94,7 @@ class Link {
 
   // Frames `message` into the write buffer; false when the link is not open or the buffer
   // has no room (try again after some is written).
-  [[nodiscard]] bool send(std::span<const std::byte> message) noexcept;
+  [[nodiscard]] bool send(std::span<const std::byte> message);
   void close(std::string_view why);
 
   [[nodiscard]] bool ready() const noexcept { return state_ == State::kReady; }
@@ -164,7 +164,7 @@ struct LinkSetOptions {
 class LinkSet {
  public:
   // Throws std::runtime_error on a bad address or TLS file (start-up only).
-  LinkSet(boost::asio::io_context& io, const LinkSetOptions& options, Link::Handler& handler);
+  LinkSet(boost::asio::io_context& io, LinkSetOptions options, Link::Handler& handler);
   ~LinkSet();
   LinkSet(const LinkSet&) = delete;
   LinkSet& operator=(const LinkSet&) = delete;
@@ -182,7 +182,7 @@ class LinkSet {
   [[nodiscard]] Link& link(std::size_t i) noexcept { return *links_[i]; }
   [[nodiscard]] std::size_t size() const noexcept { return links_.size(); }
   // The listening port (after start() with a listen address).
-  [[nodiscard]] std::uint16_t listening_port() const noexcept;
+  [[nodiscard]] std::uint16_t listening_port() const;
 
  private:
   void accept_next();

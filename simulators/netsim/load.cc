@@ -391,7 +391,11 @@ class LinkTransport final : public Transport {
     return links_.link(conn).ready();
   }
   [[nodiscard]] bool send(std::size_t conn, std::span<const std::byte> message) noexcept override {
-    return links_.link(conn).send(message);
+    try {
+      return links_.link(conn).send(message);
+    } catch (const std::exception&) {  // starting the write failed: the request times out
+      return false;
+    }
   }
 
  private:

@@ -235,83 +235,106 @@ int cmd_load(const LinkArgs& la, const LoadArgs& a) {
   return report.clean() ? kExitClean : kExitFailed;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"netsim: the card network that drives authswitch (seed, scenarios, load)"};
-  app.require_subcommand(1);
-
+struct Commands {
   ns::SeedOptions seed;
-  auto* seed_cmd = app.add_subcommand("seed", "write a test portfolio and import it");
-  seed_cmd->add_option("--cards", seed.cards, "cards to make")->capture_default_str();
-  seed_cmd->add_option("--cards-per-account", seed.cards_per_account)->capture_default_str();
-  seed_cmd->add_option("--out", seed.out_dir, "folder for the CSV files")->capture_default_str();
-  seed_cmd->add_option("--redis", seed.redis, "HOST:PORT")->capture_default_str();
-  seed_cmd->add_option("--admin", seed.admin_binary, "authswitch-admin (default: the build's)");
-  seed_cmd->add_option("--seed", seed.seed, "same seed, same portfolio")->capture_default_str();
   bool no_import = false;
-  seed_cmd->add_flag("--no-import", no_import, "only write the files");
+  CLI::App* seed_cmd = nullptr;
 
   LinkArgs scn_links;
   std::vector<std::string> scn_files;
   std::string scn_redis = "127.0.0.1:6379";
   std::string scn_admin;
   std::uint32_t scn_timeout_ms = 5'000;
-  auto* scn_cmd = app.add_subcommand("scenario", "run send/expect scenario files");
-  scn_cmd->add_option("FILE", scn_files, "scenario files (.scn)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  add_link_options(*scn_cmd, scn_links, false);
-  scn_cmd->add_option("--redis", scn_redis, "HOST:PORT for authswitch-admin")
-      ->capture_default_str();
-  scn_cmd->add_option("--admin", scn_admin, "authswitch-admin (default: the build's)");
-  scn_cmd->add_option("--timeout", scn_timeout_ms, "ms to wait for each answer")
-      ->capture_default_str();
+  CLI::App* scn_cmd = nullptr;
 
   LinkArgs load_links;
   LoadArgs load;
-  auto* load_cmd = app.add_subcommand("load", "open- or closed-loop load with a latency report");
-  add_link_options(*load_cmd, load_links, true);
-  load_cmd->add_option("--rate", load.rate, "requests/s (open loop)")
+};
+
+void add_seed(CLI::App& app, Commands& c) {
+  c.seed_cmd = app.add_subcommand("seed", "write a test portfolio and import it");
+  CLI::App& s = *c.seed_cmd;
+  s.add_option("--cards", c.seed.cards, "cards to make")->capture_default_str();
+  s.add_option("--cards-per-account", c.seed.cards_per_account)->capture_default_str();
+  s.add_option("--out", c.seed.out_dir, "folder for the CSV files")->capture_default_str();
+  s.add_option("--redis", c.seed.redis, "HOST:PORT")->capture_default_str();
+  s.add_option("--admin", c.seed.admin_binary, "authswitch-admin (default: the build's)");
+  s.add_option("--seed", c.seed.seed, "same seed, same portfolio")->capture_default_str();
+  s.add_flag("--no-import", c.no_import, "only write the files");
+}
+
+void add_scenario(CLI::App& app, Commands& c) {
+  c.scn_cmd = app.add_subcommand("scenario", "run send/expect scenario files");
+  CLI::App& s = *c.scn_cmd;
+  s.add_option("FILE", c.scn_files, "scenario files (.scn)")->required()->check(CLI::ExistingFile);
+  add_link_options(s, c.scn_links, false);
+  s.add_option("--redis", c.scn_redis, "HOST:PORT for authswitch-admin")->capture_default_str();
+  s.add_option("--admin", c.scn_admin, "authswitch-admin (default: the build's)");
+  s.add_option("--timeout", c.scn_timeout_ms, "ms to wait for each answer")->capture_default_str();
+}
+
+void add_load(CLI::App& app, Commands& c) {
+  CLI::App& l = *app.add_subcommand("load", "open- or closed-loop load with a latency report");
+  LoadArgs& a = c.load;
+  add_link_options(l, c.load_links, true);
+  l.add_option("--rate", a.rate, "requests/s (open loop)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  load_cmd->add_option("--duration", load.duration_s, "seconds")
+  l.add_option("--duration", a.duration_s, "seconds")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  load_cmd->add_option("--count", load.count, "stop after this many requests (0: no limit)");
-  load_cmd->add_option("--cards", load.cards, "test-cards.csv written by netsim seed")
-      ->capture_default_str();
-  load_cmd->add_option("--mix", load.mix, "traffic mix TOML (default: the shipped mix)");
-  load_cmd->add_option("--seed", load.seed, "random seed of the traffic")->capture_default_str();
-  load_cmd->add_flag("--closed-loop", load.closed_loop, "keep --concurrency requests in flight");
-  load_cmd->add_option("--concurrency", load.concurrency, "closed loop: requests in flight")
+  l.add_option("--count", a.count, "stop after this many requests (0: no limit)");
+  l.add_option("--cards", a.cards, "test-cards.csv written by netsim seed")->capture_default_str();
+  l.add_option("--mix", a.mix, "traffic mix TOML (default: the shipped mix)");
+  l.add_option("--seed", a.seed, "random seed of the traffic")->capture_default_str();
+  l.add_flag("--closed-loop", a.closed_loop, "keep --concurrency requests in flight");
+  l.add_option("--concurrency", a.concurrency, "closed loop: requests in flight")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
-  load_cmd->add_option("--max-in-flight", load.max_in_flight, "per connection")
+  l.add_option("--max-in-flight", a.max_in_flight, "per connection")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
-  load_cmd->add_option("--timeout", load.timeout_ms, "ms before a request counts as timed out")
+  l.add_option("--timeout", a.timeout_ms, "ms before a request counts as timed out")
       ->check(CLI::Range(1, 600'000))
       ->capture_default_str();
-  load_cmd->add_option("--json", load.json, "write the JSON report here");
-  load_cmd->add_option("--html", load.html, "write the HTML report here");
-  load_cmd->add_flag("--progress", load.progress, "progress line even when not on a terminal");
+  l.add_option("--json", a.json, "write the JSON report here");
+  l.add_option("--html", a.html, "write the HTML report here");
+  l.add_flag("--progress", a.progress, "progress line even when not on a terminal");
+}
 
+int run(int argc, char** argv) {
+  CLI::App app{"netsim: the card network that drives authswitch (seed, scenarios, load)"};
+  app.require_subcommand(1);
+  Commands c;
+  add_seed(app, c);
+  add_scenario(app, c);
+  add_load(app, c);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? kExitClean : kExitUsage;
   }
-  if (seed_cmd->parsed()) {
-    if (no_import) {
-      seed.admin_binary.clear();
-    } else if (seed.admin_binary.empty()) {
-      seed.admin_binary = default_admin();
+  if (c.seed_cmd->parsed()) {
+    if (c.no_import) {
+      c.seed.admin_binary.clear();
+    } else if (c.seed.admin_binary.empty()) {
+      c.seed.admin_binary = default_admin();
     }
-    return cmd_seed(seed);
+    return cmd_seed(c.seed);
   }
-  if (scn_cmd->parsed()) {
-    return cmd_scenario(scn_files, scn_links, scn_redis, scn_admin, scn_timeout_ms);
+  if (c.scn_cmd->parsed()) {
+    return cmd_scenario(c.scn_files, c.scn_links, c.scn_redis, c.scn_admin, c.scn_timeout_ms);
   }
-  return cmd_load(load_links, load);
+  return cmd_load(c.load_links, c.load);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "netsim: " << e.what() << '\n';
+    return kExitFailed;
+  }
 }
