@@ -336,6 +336,7 @@ TrafficGenerator::State::State(const Portfolio& p, TrafficConfig c, std::uint64_
   const std::int64_t start_ms = wall_clock_ms();
   const int current_yymm = yymm_at(start_ms);
   cards.resize(p.cards.size());
+  accounts.reserve(p.cards.size());  // at most one account per card; no moves while growing
   std::string_view last_account;
   for (std::size_t i = 0; i < p.cards.size(); ++i) {
     const TestCard& t = p.cards[i];
