@@ -5,6 +5,7 @@
 // timed-out answer. The switch is always stopped (SIGTERM, then SIGKILL), and so is Redis.
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,7 +19,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -86,9 +86,11 @@ class SwitchUnderTest {
  public:
   SwitchUnderTest()
       : dir_(fs::temp_directory_path() /
-             ("netsim_it_" + std::to_string(::getpid()) + "_" + std::to_string(instances_++))) {
+             ("netsim_it_" + std::to_string(::getpid()) + "_" + std::to_string(instance_count++))) {
     fs::create_directories(dir_);
-    ::setenv("AS_PAN_TOKEN_KEY_HEX", kKeyHex, 1);
+    // Inherited by authswitch-admin and the switch; set on the test's main thread before any
+    // other thread reads the environment.
+    ::setenv("AS_PAN_TOKEN_KEY_HEX", kKeyHex, 1);  // NOLINT(concurrency-mt-unsafe)
     redis_ = std::make_unique<support::RedisServer>();
     redis_address_ = "127.0.0.1:" + std::to_string(redis_->port());
     seed();
@@ -102,6 +104,8 @@ class SwitchUnderTest {
   }
   SwitchUnderTest(const SwitchUnderTest&) = delete;
   SwitchUnderTest& operator=(const SwitchUnderTest&) = delete;
+  SwitchUnderTest(SwitchUnderTest&&) = delete;
+  SwitchUnderTest& operator=(SwitchUnderTest&&) = delete;
 
   [[nodiscard]] std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
   [[nodiscard]] const std::string& redis() const { return redis_address_; }
@@ -121,7 +125,7 @@ class SwitchUnderTest {
     return true;
   }
 
-  LinkSetOptions links(std::uint32_t connections) const {
+  [[nodiscard]] LinkSetOptions links(std::uint32_t connections) const {
     LinkSetOptions o;
     o.target = target();
     o.connections = connections;
@@ -204,7 +208,7 @@ class SwitchUnderTest {
     pid_ = -1;
   }
 
-  static inline int instances_ = 0;
+  static inline int instance_count = 0;
   fs::path dir_;
   std::unique_ptr<support::RedisServer> redis_;
   std::string redis_address_;

@@ -77,8 +77,8 @@ struct Pair {
   Recorder server_events, client_events;
   std::unique_ptr<LinkSet> server, client;
 
-  explicit Pair(LinkOptions lo, TlsOptions server_tls = {}, TlsOptions client_tls = {},
-                std::uint32_t connections = 2) {
+  explicit Pair(const LinkOptions& lo, const TlsOptions& server_tls = {},
+                const TlsOptions& client_tls = {}, std::uint32_t connections = 2) {
     LinkSetOptions s;
     s.listen = "127.0.0.1:0";
     s.connections = connections;

@@ -66,9 +66,9 @@ class StubSource final : public RequestSource {
 class FakeTransport final : public Transport {
  public:
   explicit FakeTransport(std::size_t n) : n_(n) {}
-  std::size_t connections() const noexcept override { return n_; }
-  bool usable(std::size_t) const noexcept override { return up; }
-  bool send(std::size_t conn, std::span<const std::byte> m) noexcept override {
+  [[nodiscard]] std::size_t connections() const noexcept override { return n_; }
+  [[nodiscard]] bool usable(std::size_t) const noexcept override { return up; }
+  [[nodiscard]] bool send(std::size_t conn, std::span<const std::byte> m) noexcept override {
     sent.push_back({conn, std::vector<std::byte>(m.begin(), m.end())});
     return true;
   }
