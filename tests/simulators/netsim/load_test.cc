@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "iso8583/dialect_loader.h"
+#include "tests/support/alloc_counter.h"
 
 namespace authswitch::netsim {
 namespace {
@@ -268,6 +269,114 @@ TEST(Checks, MaskPanKeepsFirstSixAndLastFour) {
   EXPECT_EQ(mask_pan("4999001040795570"), "499900******5570");
   EXPECT_EQ(mask_pan("4999001040795570123"), "499900*********0123");
   EXPECT_EQ(mask_pan("12345"), "*****");
+}
+
+// A source and a transport that allocate nothing once warm: values are assigned into the
+// request's strings (their capacity is reused) and frames go into a fixed ring.
+class QuietSource final : public RequestSource {
+ public:
+  bool next(std::int64_t, Request& out) override {
+    ++made;
+    out.kind = Kind::kPurchase;
+    out.mti = 100;
+    out.present.reset();
+    std::array<char, 6> stan{};
+    for (std::size_t i = 6, v = made % 1'000'000; i > 0; --i, v /= 10) {
+      stan[i - 1] = static_cast<char>('0' + v % 10);
+    }
+    const auto set = [&](int de, std::string_view v) {
+      out.present.set(static_cast<std::size_t>(de));
+      out.text[static_cast<std::size_t>(de)].assign(v);
+    };
+    set(2, "4999001040795570");
+    set(3, "000000");
+    set(4, "000000001000");
+    set(7, "1203120000");
+    set(11, {stan.data(), stan.size()});
+    set(32, "12345678");
+    set(37, "RRN000000000");
+    out.text[37].replace(6, 6, stan.data(), stan.size());
+    set(41, "TERM0001");
+    set(49, "840");
+    out.expected = {};
+    out.expected.set("00");
+    return true;
+  }
+  void on_response(const Request&, std::string_view, std::int64_t) override { ++answered; }
+  void on_lost(const Request&) override { ++lost; }
+  std::uint64_t made = 0, answered = 0, lost = 0;
+};
+
+class RingTransport final : public Transport {
+ public:
+  RingTransport() {
+    for (auto& b : frames_) {
+      b.resize(2048);
+    }
+  }
+  [[nodiscard]] std::size_t connections() const noexcept override { return 2; }
+  [[nodiscard]] bool usable(std::size_t) const noexcept override { return true; }
+  [[nodiscard]] bool send(std::size_t, std::span<const std::byte> m) noexcept override {
+    if (tail_ - head_ == frames_.size() || m.size() > 2048) {
+      return false;
+    }
+    const std::size_t at = tail_++ % frames_.size();
+    std::copy(m.begin(), m.end(), frames_[at].begin());
+    sizes_[at] = m.size();
+    return true;
+  }
+  // Answers the oldest frame with 00.
+  void answer(LoadDriver& d, std::uint64_t now) {
+    ASSERT_LT(head_, tail_);
+    const std::size_t at = head_++ % frames_.size();
+    ASSERT_TRUE(iso8583::decode(dialect(), {frames_[at].data(), sizes_[at]}, req_));
+    ASSERT_TRUE(iso8583::build_response(req_, "00", "", builder_));
+    const auto n = builder_.encode(out_);
+    ASSERT_TRUE(n);
+    ASSERT_TRUE(iso8583::decode(dialect(), {out_.data(), *n}, resp_));
+    d.on_message(0, resp_, now);
+  }
+
+ private:
+  std::array<std::vector<std::byte>, 64> frames_;
+  std::array<std::size_t, 64> sizes_{};
+  std::size_t head_ = 0, tail_ = 0;
+  iso8583::MessageView req_, resp_;
+  iso8583::MessageBuilder builder_{dialect()};
+  std::array<std::byte, 4096> out_{};
+};
+
+// STYLE.md, Memory: the engine sends, matches, checks and records without allocating.
+TEST(Memory, NoAllocationPerRequestOnceWarm) {
+  LoadOptions o;
+  o.closed_loop = true;
+  o.concurrency = 8;
+  o.duration_s = 1'000;
+  o.max_in_flight = 16;
+  QuietSource src;
+  RingTransport t;
+  LoadDriver d(o, dialect(), src, t);
+  d.begin(0);
+  std::uint64_t now = 0;
+  const auto cycle = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      now += 100'000;
+      (void)d.pump(now, kWallMs);
+      t.answer(d, now + 50'000);
+      d.tick(now);
+    }
+  };
+  cycle(3'000);  // warm: strings reach their capacity, the pool and the ring fill
+  const support::AllocSnapshot before = support::alloc_snapshot();
+  cycle(2'000);
+  const support::AllocSnapshot after = support::alloc_snapshot();
+  EXPECT_EQ(after.allocations - before.allocations, 0U);
+  if (support::jemalloc_counter_available()) {
+    EXPECT_EQ(after.jemalloc_bytes - before.jemalloc_bytes, 0U);
+  }
+  EXPECT_EQ(d.mismatches(), 0U);
+  EXPECT_EQ(d.counts().matched, 5'000U);
+  EXPECT_EQ(src.lost, 0U);
 }
 
 }  // namespace
