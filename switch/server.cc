@@ -23,6 +23,7 @@
 #include "switch/log.h"
 #include "switch/metrics.h"
 #include "switch/processor.h"
+#include "switch/reconciler.h"
 
 namespace authswitch::switching {
 namespace {
@@ -296,6 +297,9 @@ class Server::Shard {
   std::optional<risk::RuleStore::Reader> reader_;
   std::unique_ptr<limits::SoftwareCardCrypto> crypto_;
   std::unique_ptr<limits::Sweeper> sweeper_;
+  // What Redis owes after stand-in answers (failed compensations, stand-in approvals,
+  // unconfirmed advices), replayed once Redis answers again; shared by the shard's processors.
+  std::unique_ptr<Reconciler> reconciler_;
   std::optional<Journal::Producer> audit_;
   Sink sink_;
   std::vector<std::unique_ptr<Processor>> processors_;
@@ -746,6 +750,11 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
   if (server.journal != nullptr) {
     audit_.emplace(server.journal->producer());
   }
+  Reconciler::Options ro;
+  ro.hold_ttl_ms = config.redis.hold_ttl.count();
+  ro.replay_window_ms = config.redis.replay_window.count();
+  // No reconciliation journal is configured yet: its items and outcomes are counted only.
+  reconciler_ = std::make_unique<Reconciler>(*pipeline_, *directory_, nullptr, ro);
   for (const NetworkConfig& n : config.networks) {
     Processor::Options p;
     p.budget = n.budget;
@@ -757,6 +766,7 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
     p.audit = audit_ ? &*audit_ : nullptr;
     p.metrics = &server.metrics->shard(index);
     p.network_index = static_cast<std::uint16_t>(processors_.size());
+    p.reconciler = reconciler_.get();
     if (config.stand_in.policy == StandInChoice::kApprove) {
       p.stand_in.kind = StandInPolicy::Kind::kApproveUpTo;
       p.stand_in.approve_up_to_minor = config.stand_in.max_amount_minor;
@@ -925,6 +935,7 @@ void Server::Shard::on_tick() noexcept {
   for (auto& p : processors_) {
     p->on_tick(now);
   }
+  reconciler_->on_tick(now);
   if (sweeper_ != nullptr) {
     sweeper_->on_tick(now, wall_ms());
   }
@@ -1074,7 +1085,9 @@ void Server::Shard::begin_drain() noexcept {
 }
 
 void Server::Shard::check_drained() noexcept {
-  bool busy = false;
+  // Owed reconciliation work is waited for too (bounded by the drain deadline: with Redis
+  // down it is left, counted as unresolved).
+  bool busy = reconciler_->pending() > 0;
   for (const auto& p : processors_) {
     busy = busy || p->in_flight() > 0;
   }

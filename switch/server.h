@@ -6,12 +6,13 @@
 //
 // Per shard (one thread, one io_context, shared nothing): its connections, its
 // limits::RedisPipeline (the socket waited on through a posix::stream_descriptor), its
-// limits::CardDirectory, its risk::RuleStore reader, its CardDataCrypto and a Processor per
-// network. A read handler cuts every whole frame out of what arrived (iso8583::FrameDecoder),
-// hands each to the processor, then flushes the pipeline once (smart batching: at low load a
-// batch is one message, under load it grows); responses are appended to the connection's
-// write buffer and leave in one write per connection turn. A 1 ms timer drives deadlines
-// (stand-in), reconnects and the card cache's change feed.
+// limits::CardDirectory, its risk::RuleStore reader, its CardDataCrypto, its Reconciler (what
+// Redis owes after stand-in answers, replayed once it answers again; no journal file yet) and
+// a Processor per network. A read handler cuts every whole frame out of what arrived
+// (iso8583::FrameDecoder), hands each to the processor, then flushes the pipeline once (smart
+// batching: at low load a batch is one message, under load it grows); responses are appended to the
+// connection's write buffer and leave in one write per connection turn. A 1 ms timer drives
+// deadlines (stand-in), reconnects and the card cache's change feed.
 //
 // Bad input: a frame the framing refuses (oversized, garbage length) or a message the processor
 // calls unreadable closes that connection only, with a log line; others never notice. A

@@ -716,7 +716,7 @@ TEST_F(NetworkTest, SlowReaderIsClosedWhenItsWriteBufferIsFull) {
 
 // Redis dies under traffic: every request is still answered within its budget (91 by
 // stand-in); after the restart requests approve again, and the account holds the amounts of
-// the requests answered 00 (see the known gap at the end).
+// the requests answered 00: no hold that nobody answered for.
 TEST_F(NetworkTest, RedisKilledAndRestartedUnderTraffic) {
   support::RedisServerOptions o;
   o.aof = support::AofMode::kAlways;  // what was decided survives the crash
@@ -762,14 +762,11 @@ TEST_F(NetworkTest, RedisKilledAndRestartedUnderTraffic) {
   EXPECT_LT(slowest_ms.load(), 500 + 1'000);  // the budget, with a generous margin
   stop();                                     // every answer given; compensations done
   r = own.connect();
-  // Every approval kept its hold. The one request in flight when Redis died (the sender waits
-  // for each answer) may have been decided by Redis and persisted while the switch answered it
-  // 91: its compensating reversal finds Redis down and is not retried (processor.h, "Known
-  // gaps"), so it can leave one hold of 1.00 that nobody answered for.
-  // TODO(network): retry failed compensations once Redis is back, then require equality. #5
-  const std::int64_t held_minor = std::stoll(held(*r, "R"));
-  EXPECT_GE(held_minor, 100 * approved.load());
-  EXPECT_LE(held_minor, 100 * (approved.load() + 1));
+  // Every approval kept its hold, and nothing else is held: the request in flight when Redis
+  // died may have been decided by Redis while the switch answered it 91; its compensating
+  // reversal failed then and was retried by the shard's reconciler once Redis was back (stop()
+  // waits for it).
+  EXPECT_EQ(held(*r, "R"), std::to_string(100 * approved.load()));
 }
 
 // The real binary: started on port 0 (its "listening" log line gives the port), stopped by
