@@ -193,6 +193,7 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   Clock::time_point echo_deadline_{};
   Clock::time_point next_echo_{};
   unsigned echo_misses_ = 0;
+  bool unmatched_logged_ = false;
 };
 
 class Server::Shard {
@@ -538,7 +539,7 @@ void Server::Session::process() noexcept {
 }
 
 // A message without a response: an 0810 answers the switch's sign-on or echo (matched by DE
-// 11); anything else unmatched is counted (and an 0810 logged: its STAN, no card data).
+// 11); an unmatched 0810 is counted (and the first of a connection logged: its STAN only).
 void Server::Session::on_not_a_request() noexcept {
   if (conn_.response_mti != 810) {
     return;  // a 0110 or similar sent to the switch: nothing to do
@@ -564,7 +565,10 @@ void Server::Session::on_not_a_request() noexcept {
     return;
   }
   shard_.stats().unmatched_responses.fetch_add(1, std::memory_order_relaxed);
-  if (log_enabled(LogLevel::kWarn)) {
+  // Logged once per connection (a peer sending a stream of them must not flood the log);
+  // all are counted.
+  if (!unmatched_logged_ && log_enabled(LogLevel::kWarn)) {
+    unmatched_logged_ = true;
     log_event(LogLevel::kWarn, "unmatched_0810", net().name,
               stan == UINT32_MAX ? "no DE 11" : "DE 11 " + std::to_string(stan), {{"peer", peer_}});
   }

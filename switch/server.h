@@ -49,7 +49,7 @@
 // an 0800 echo (DE 70 301, its own DE 11 counter per connection), again every echo_interval
 // while it stays silent. The 0810 is matched by DE 11; an echo unanswered within the network's
 // budget is a miss, and three misses in a row close the link (a dial link then reconnects).
-// An 0810 that matches nothing the switch sent is logged and counted.
+// An 0810 that matches nothing the switch sent is counted (the first per connection logged).
 //
 // Slow peers: a connection holding a partial frame for longer than read_timeout (the clock
 // restarts with every whole frame) is closed with a log line (a slow writer). A slow reader is
