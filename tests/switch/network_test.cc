@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -81,6 +82,18 @@ struct Certs {
   std::string ca, server_crt, server_key, client_crt, client_key, other_crt, other_key;
 };
 
+// Deletes the certificates' folder when the test program exits.
+struct RemoveAtExit {
+  explicit RemoveAtExit(std::string d) : dir(std::move(d)) {}
+  RemoveAtExit(const RemoveAtExit&) = delete;
+  RemoveAtExit& operator=(const RemoveAtExit&) = delete;
+  ~RemoveAtExit() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+  std::string dir;
+};
+
 bool run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
 
 const Certs& certs() {
@@ -120,6 +133,7 @@ const Certs& certs() {
     k.other_key = d + "other.key";
     return k;
   }();
+  static const RemoveAtExit cleanup{c.dir};
   return c;
 }
 
@@ -511,7 +525,7 @@ TEST_F(NetworkTest, MutualTlsRefusesClientsWithoutAGoodCertificate) {
   ASSERT_TRUE(member->handshake_ok());
   ASSERT_TRUE(member->send(purchase("000203")));
   EXPECT_EQ(read_msg(member->receive()).de39, "00");
-  EXPECT_EQ(switch_->totals().requests, 1U);
+  EXPECT_TRUE(wait_for([&] { return switch_->totals().requests == 1U; }));
 }
 
 std::string dial_network(std::uint16_t port, const std::string& extra) {
@@ -637,7 +651,8 @@ TEST_F(NetworkTest, SignOnIsEnforcedPerConnection) {
   ASSERT_TRUE(a->send(purchase("000507")));
   EXPECT_EQ(read_msg(a->receive()).de39, "91");
   EXPECT_EQ(held(redis(), "R"), "100");  // Redis saw only the one request served
-  EXPECT_EQ(switch_->totals().refused_not_signed_on, 4U);
+  // Counted after the answer is handed to the socket: wait for it.
+  EXPECT_TRUE(wait_for([&] { return switch_->totals().refused_not_signed_on == 4U; }));
 }
 
 TEST_F(NetworkTest, IdleEchoIsMatchedAndUnansweredEchoesCloseTheLink) {
@@ -779,14 +794,26 @@ TEST_F(NetworkTest, SigtermOfTheBinaryAnswersEveryRequestInFlight) {
                                          server().port(), 2);
   std::array<int, 2> err{};
   ASSERT_EQ(::pipe(err.data()), 0);
+  // Everything the child needs is built before fork(): between fork and exec only
+  // async-signal-safe calls (this process has threads).
+  const std::string key_env = std::string("AS_PAN_TOKEN_KEY_HEX=") + kKeyHex;
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::string_view(*e).rfind("AS_PAN_TOKEN_KEY_HEX=", 0) != 0) {
+      envp.push_back(*e);
+    }
+  }
+  envp.push_back(const_cast<char*>(key_env.c_str()));
+  envp.push_back(nullptr);
+  const std::string binary = AS_SWITCH_BINARY;
+  std::array<char*, 4> argv = {const_cast<char*>(binary.c_str()), const_cast<char*>("--config"),
+                               const_cast<char*>(cfg_path.c_str()), nullptr};
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::dup2(err[1], STDERR_FILENO);
     ::close(err[0]);
-    ::setenv("AS_PAN_TOKEN_KEY_HEX", kKeyHex, 1);
-    ::execl(AS_SWITCH_BINARY, AS_SWITCH_BINARY, "--config", cfg_path.c_str(),
-            static_cast<char*>(nullptr));
+    ::execve(binary.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(err[1]);
