@@ -406,15 +406,14 @@ class LinkTransport final : public Transport {
 class LoadHandler final : public Link::Handler {
  public:
   LoadDriver* driver = nullptr;
-  bool dirty = false;  // something was answered: pump again
-  std::uint64_t closed = 0;
+  LoadEvents events;
   std::string last_close;
 
-  void on_ready(Link&) override { dirty = true; }
+  void on_ready(Link&) override { events.dirty = true; }
   void on_message(Link& link, const iso8583::MessageView& msg) override {
     if (driver != nullptr) {
       driver->on_message(link.index(), msg, steady_ns());
-      dirty = true;
+      events.dirty = true;
     }
   }
   void on_bad_message(Link&, std::string_view why) override {
@@ -424,7 +423,7 @@ class LoadHandler final : public Link::Handler {
     std::fprintf(stderr, "netsim: bad message: %.*s\n", static_cast<int>(why.size()), why.data());
   }
   void on_closed(Link& link, std::string_view why) override {
-    ++closed;
+    ++events.closed;
     last_close = std::string(why);
     if (driver != nullptr) {
       driver->on_error();
@@ -436,111 +435,110 @@ class LoadHandler final : public Link::Handler {
 
 }  // namespace
 
-namespace {
+// ---------------------------------------------------------------------------------------------
+// LoadLoop
 
-// The event loop of one run: the timer wakes the driver for the next intended send, timeouts
-// and the progress line; answers wake it too, so freed capacity is used at once.
-class LoadLoop {
- public:
-  LoadLoop(boost::asio::io_context& io, const LoadRun& run, LoadDriver& driver,
-           LoadHandler& handler, std::size_t links)
-      : io_(io), run_(run), driver_(driver), handler_(handler), links_(links), timer_(io) {}
+LoadLoop::LoadLoop(boost::asio::io_context& io, const LoadRun& run, LoadDriver& driver,
+                   LoadEvents& events, std::size_t links)
+    : io_(io),
+      run_(run),
+      driver_(driver),
+      events_(events),
+      links_(links),
+      timer_(io),
+      tty_(::isatty(STDERR_FILENO) != 0) {}
 
-  void run() {
-    const std::uint64_t start = steady_ns();
-    driver_.begin(start);
-    next_progress_ = start + kNsPerSecond;
-    on_timer();
-    while (!done_) {
-      io_.run_one();
-      if (handler_.dirty && !done_) {
-        const std::uint64_t when = step();
-        if (!done_ && when < armed_for_) {
-          timer_.cancel();  // its handler sees operation_aborted; re-armed here
-          arm(when);
-        }
-      }
-      if (handler_.closed == links_) {
-        break;  // every connection is gone
+LoadLoop::~LoadLoop() {
+  // A wait that already completed sits in the io_context's queue with success and runs on a
+  // later poll(); the token tells it this loop is gone.
+  *alive_ = false;
+  timer_.cancel();
+}
+
+void LoadLoop::run() {
+  const std::uint64_t start = steady_ns();
+  driver_.begin(start);
+  next_progress_ = start + kNsPerSecond;
+  on_timer();
+  while (!done_) {
+    io_.run_one();
+    if (events_.dirty && !done_) {
+      const std::uint64_t when = step();
+      if (!done_ && when < armed_for_) {
+        timer_.cancel();  // its handler sees operation_aborted; re-armed here
+        arm(when);
       }
     }
-    if (run_.progress && tty_) {
-      std::fputc('\n', stderr);
+    if (events_.closed == links_) {
+      break;  // every connection is gone
     }
   }
+  done_ = true;     // a wait that completed already must not step a finished run
+  timer_.cancel();  // one still armed ends with operation_aborted
+  if (run_.progress && tty_) {
+    std::fputc('\n', stderr);
+  }
+}
 
- private:
-  void on_timer() {
-    const std::uint64_t when = step();
-    if (done_) {
-      io_.stop();
+void LoadLoop::on_timer() {
+  const std::uint64_t when = step();
+  if (done_) {
+    io_.stop();
+    return;
+  }
+  arm(when);
+}
+
+void LoadLoop::arm(std::uint64_t when) {
+  armed_for_ = when;
+  const std::uint64_t now = steady_ns();
+  timer_.expires_after(std::chrono::nanoseconds(when > now ? when - now : 0));
+  // The wait may complete after the run ended, and even after this loop is destroyed (run()
+  // returned right after an answer when the timer had fired in the same turn of the
+  // io_context, and run_load's final poll() runs it): `alive` says whether `this` still is.
+  timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+    if (ec || !*alive || done_) {
       return;
     }
-    arm(when);
-  }
+    on_timer();
+  });
+}
 
-  void arm(std::uint64_t when) {
-    armed_for_ = when;
-    const std::uint64_t now = steady_ns();
-    timer_.expires_after(std::chrono::nanoseconds(when > now ? when - now : 0));
-    timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) {
-        on_timer();
-      }
-    });
-  }
-
-  // Pump, time out, progress; returns when to run again.
-  std::uint64_t step() {
-    const std::uint64_t now = steady_ns();
-    driver_.tick(now);
-    const std::uint64_t want = driver_.pump(now, wall_ms());
-    handler_.dirty = false;
-    if (now >= next_progress_) {
-      if (run_.progress) {
-        print_progress(now);
-      }
-      while (next_progress_ <= now) {
-        next_progress_ += kNsPerSecond;
-      }
+std::uint64_t LoadLoop::step() {
+  const std::uint64_t now = steady_ns();
+  driver_.tick(now);
+  const std::uint64_t want = driver_.pump(now, wall_ms());
+  events_.dirty = false;
+  if (now >= next_progress_) {
+    if (run_.progress) {
+      print_progress(now);
     }
-    if (driver_.sending_done(now) && drain_deadline_ == UINT64_MAX) {
-      drain_deadline_ = now + run_.load.timeout_ns + kNsPerSecond;
+    while (next_progress_ <= now) {
+      next_progress_ += kNsPerSecond;
     }
-    if (driver_.finished(now) || now >= drain_deadline_) {
-      done_ = true;
-      return UINT64_MAX;
-    }
-    // Wake for the next send, the next timeout check, or the next progress line.
-    return std::min({want, now + 50'000'000, next_progress_});
   }
-
-  // On a terminal the line rewrites itself; elsewhere (--progress into a log) one line a second.
-  void print_progress(std::uint64_t now) const {
-    const LoadProgress p = driver_.progress(now);
-    std::fprintf(stderr,
-                 "%s%6.1f s  sent %llu  matched %llu  %8.0f/s  in flight %llu  p99 %.3f ms  "
-                 "problems %llu%s",
-                 tty_ ? "\r" : "", p.elapsed_s, static_cast<unsigned long long>(p.sent),
-                 static_cast<unsigned long long>(p.matched), p.rate_per_s,
-                 static_cast<unsigned long long>(p.in_flight), static_cast<double>(p.p99_ns) / 1e6,
-                 static_cast<unsigned long long>(p.problems), tty_ ? "   " : "\n");
+  if (driver_.sending_done(now) && drain_deadline_ == UINT64_MAX) {
+    drain_deadline_ = now + run_.load.timeout_ns + kNsPerSecond;
   }
+  if (driver_.finished(now) || now >= drain_deadline_) {
+    done_ = true;
+    return UINT64_MAX;
+  }
+  // Wake for the next send, the next timeout check, or the next progress line.
+  return std::min({want, now + 50'000'000, next_progress_});
+}
 
-  boost::asio::io_context& io_;
-  const LoadRun& run_;
-  LoadDriver& driver_;
-  LoadHandler& handler_;
-  std::size_t links_;
-  boost::asio::steady_timer timer_;
-  bool tty_ = ::isatty(STDERR_FILENO) != 0;
-  bool done_ = false;
-  std::uint64_t next_progress_ = 0;
-  std::uint64_t drain_deadline_ = UINT64_MAX;
-  std::uint64_t armed_for_ = UINT64_MAX;
-};
-
-}  // namespace
+// On a terminal the line rewrites itself; elsewhere (--progress into a log) one line a second.
+void LoadLoop::print_progress(std::uint64_t now) const {
+  const LoadProgress p = driver_.progress(now);
+  std::fprintf(stderr,
+               "%s%6.1f s  sent %llu  matched %llu  %8.0f/s  in flight %llu  p99 %.3f ms  "
+               "problems %llu%s",
+               tty_ ? "\r" : "", p.elapsed_s, static_cast<unsigned long long>(p.sent),
+               static_cast<unsigned long long>(p.matched), p.rate_per_s,
+               static_cast<unsigned long long>(p.in_flight), static_cast<double>(p.p99_ns) / 1e6,
+               static_cast<unsigned long long>(p.problems), tty_ ? "   " : "\n");
+}
 
 void run_load(const LoadRun& run, RunReport& report) {
   const Portfolio portfolio = Portfolio::load(run.cards_csv);
@@ -567,7 +565,8 @@ void run_load(const LoadRun& run, RunReport& report) {
   report.framing = run.framing_name;
   report.connections = static_cast<std::uint32_t>(links.size());
 
-  LoadLoop(io, run, driver, handler, links.size()).run();
+  LoadLoop loop(io, run, driver, handler.events, links.size());
+  loop.run();
 
   driver.fill_report(steady_ns(), report);
   handler.driver = nullptr;  // closing now is no error

@@ -31,6 +31,9 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
 #include "iso8583/message.h"
 #include "simulators/netsim/link.h"
 #include "simulators/netsim/matcher.h"
@@ -203,6 +206,50 @@ struct LoadRun {
   std::uint64_t seed = 1;
   bool progress = false;  // a progress line per second on stderr
   std::string dialect_name, framing_name;
+};
+
+// What the links tell the event loop (run_load's Link::Handler sets it; tests set it).
+struct LoadEvents {
+  bool dirty = false;        // something was answered or became ready: pump again
+  std::uint64_t closed = 0;  // connections closed
+};
+
+// The event loop of one run: a timer wakes the driver for the next intended send, timeouts
+// and the progress line; answers (events.dirty) wake it too, so freed capacity is used at
+// once. run() returns when the driver is finished, the drain deadline passed, or all `links`
+// closed. The loop may be destroyed while a completed wait of its timer is still queued in
+// `io`: that handler then does nothing.
+class LoadLoop {
+ public:
+  LoadLoop(boost::asio::io_context& io, const LoadRun& run, LoadDriver& driver, LoadEvents& events,
+           std::size_t links);
+  ~LoadLoop();
+  LoadLoop(const LoadLoop&) = delete;
+  LoadLoop& operator=(const LoadLoop&) = delete;
+  LoadLoop(LoadLoop&&) = delete;
+  LoadLoop& operator=(LoadLoop&&) = delete;
+
+  void run();
+
+ private:
+  void on_timer();
+  void arm(std::uint64_t when);
+  // Pump, time out, progress; returns when to run again.
+  std::uint64_t step();
+  void print_progress(std::uint64_t now) const;
+
+  boost::asio::io_context& io_;
+  const LoadRun& run_;
+  LoadDriver& driver_;
+  LoadEvents& events_;
+  std::size_t links_;
+  boost::asio::steady_timer timer_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool tty_;
+  bool done_ = false;
+  std::uint64_t next_progress_ = 0;
+  std::uint64_t drain_deadline_ = UINT64_MAX;
+  std::uint64_t armed_for_ = UINT64_MAX;
 };
 
 // Runs it and fills `report`. Throws std::runtime_error when it cannot start (files,

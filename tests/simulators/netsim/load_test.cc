@@ -5,10 +5,15 @@
 // answers) that make a run unclean.
 #include "simulators/netsim/load.h"
 
+#include <chrono>
 #include <deque>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <gtest/gtest.h>
 
 #include "iso8583/dialect_loader.h"
@@ -263,6 +268,60 @@ TEST(Checks, MismatchesTimeoutsAndLateAnswersMakeTheRunUnclean) {
   EXPECT_EQ(sample.find("4999001040795570"), std::string::npos) << "a full PAN in the report";
   EXPECT_NE(sample.find("expected 00"), std::string::npos) << sample;
   EXPECT_NE(sample.find("got 51"), std::string::npos) << sample;
+}
+
+// Regression: run_load segfaulted now and then at the end of a run. When the loop's timer
+// fired in the same turn of the io_context as the last answer, run() returned on the answer
+// and the timer's completed wait stayed queued with success; run_load's final poll() then ran
+// it on the destroyed loop. Here the answer is a second timer that expires just before the
+// loop's (both are collected in one turn, in expiry order), then the loop is destroyed and
+// the io_context polled: the queued wait must do nothing (ASan reported a stack
+// use-after-scope before the fix).
+TEST(Loop, ATimerWaitCompletedWhenTheRunEndsIsHarmlessAfterTheLoopIsGone) {
+  LoadRun run;
+  run.load.closed_loop = true;
+  run.load.concurrency = 1;
+  run.load.count_max = 1;
+  run.load.duration_s = 10;
+  run.load.timeout_ns = 5'000 * kMs;
+  StubSource src;
+  boost::asio::io_context io(1);
+  LoadEvents events;
+  boost::asio::steady_timer answer_timer(io);
+  class AnsweringTransport final : public Transport {
+   public:
+    [[nodiscard]] std::size_t connections() const noexcept override { return 1; }
+    [[nodiscard]] bool usable(std::size_t) const noexcept override { return true; }
+    [[nodiscard]] bool send(std::size_t, std::span<const std::byte> m) noexcept override {
+      on_send(m);
+      return true;
+    }
+    std::function<void(std::span<const std::byte>)> on_send;
+  } t;
+  LoadDriver d(run.load, dialect(), src, t);
+  t.on_send = [&](std::span<const std::byte> m) {
+    FakeTransport::Sent s{0, std::vector<std::byte>(m.begin(), m.end())};
+    // The loop arms its timer for 50 ms after this send; the answer comes at 10 ms, but the
+    // thread is busy (a blocking handler) until both are due.
+    answer_timer.expires_after(std::chrono::milliseconds(10));
+    answer_timer.async_wait([&, s](const boost::system::error_code& ec) {
+      ASSERT_FALSE(ec);
+      FakeTransport one(1);
+      one.sent.push_back(s);
+      answer(d, one, "00", 0);
+      events.dirty = true;
+    });
+    boost::asio::post(io, [] { std::this_thread::sleep_for(std::chrono::milliseconds(150)); });
+  };
+  {
+    LoadLoop loop(io, run, d, events, 1);
+    loop.run();
+    EXPECT_TRUE(d.finished(UINT64_MAX));
+  }
+  io.restart();
+  EXPECT_GE(io.poll(), 1U);  // the loop's completed wait ran, and did nothing
+  EXPECT_EQ(d.counts().matched, 1U);
+  EXPECT_EQ(d.sent(), 1U);
 }
 
 TEST(Checks, MaskPanKeepsFirstSixAndLastFour) {
