@@ -458,6 +458,9 @@ void read_stand_in(Section& root, Problems& p, StandInConfig& out) {
       out.currency = static_cast<std::uint16_t>(std::stoi(*v));
     }
   }
+  if (auto v = s.text("journal")) {
+    out.journal = *v;
+  }
   if (out.policy == StandInChoice::kApprove) {
     for (const std::string_view key : {"max_amount_minor", "currency"}) {
       if (!s.has(key)) {
@@ -932,7 +935,8 @@ std::string describe(const SwitchConfig& config) {
     << "pan_token_key_file = " << quote(c.keys.pan_token_key_file)
     << (c.keys.pan_token_key_file.empty() ? "  # empty: from $AS_PAN_TOKEN_KEY_HEX" : "") << '\n'
     << "\n[stand_in]\n"
-    << "policy = " << quote(stand_in_policy_name(c.stand_in.policy)) << '\n';
+    << "policy = " << quote(stand_in_policy_name(c.stand_in.policy)) << '\n'
+    << "journal = " << quote(c.stand_in.journal) << '\n';
   if (c.stand_in.max_amount_minor != 0) {
     o << "max_amount_minor = " << c.stand_in.max_amount_minor << '\n';
   }

@@ -114,6 +114,9 @@ struct StandInConfig {
   StandInChoice policy = StandInChoice::kDecline;
   std::int64_t max_amount_minor = 0;  // kApprove: largest amount approved (> 0)
   std::uint16_t currency = 0;         // kApprove: ISO 4217 numeric; other currencies decline
+  // The reconciliation journal (switch/reconciler.h): JSON lines of every item Redis owes after
+  // a stand-in answer and of its outcome. Empty: none (counted only).
+  std::string journal = "standin.jsonl";
 };
 
 // [http]: Prometheus metrics (/metrics) and /healthz.

@@ -107,6 +107,7 @@ void expect_defaults(const SwitchConfig& c) {
   EXPECT_EQ(c.stand_in.policy, StandInChoice::kDecline);
   EXPECT_EQ(c.stand_in.max_amount_minor, 0);
   EXPECT_EQ(c.stand_in.currency, 0);
+  EXPECT_EQ(c.stand_in.journal, "standin.jsonl");
   EXPECT_TRUE(c.http.enabled);
   EXPECT_EQ(c.http.listen.text(), "127.0.0.1:9464");
   EXPECT_EQ(c.audit.path, "audit.jsonl");
@@ -225,6 +226,7 @@ pan_token_key_file = ")" + dir.file("token.hex", kKeyHex) +
 policy = "approve"
 max_amount_minor = 5000
 currency = "008"
+journal = "/var/lib/authswitch/standin.jsonl"
 [http]
 enabled = false
 listen = "0.0.0.0:0"
@@ -264,6 +266,7 @@ tls = { enabled = true, verify_peer = false, server_name = "b.example" }
   EXPECT_EQ(c.stand_in.policy, StandInChoice::kApprove);
   EXPECT_EQ(c.stand_in.max_amount_minor, 5000);
   EXPECT_EQ(c.stand_in.currency, 8);
+  EXPECT_EQ(c.stand_in.journal, "/var/lib/authswitch/standin.jsonl");
   EXPECT_FALSE(c.http.enabled);
   EXPECT_EQ(c.http.listen.port, 0);
   EXPECT_EQ(c.audit.path, "");
