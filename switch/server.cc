@@ -298,6 +298,9 @@ class Server::Shard {
   std::optional<risk::RuleStore::Reader> reader_;
   std::unique_ptr<limits::SoftwareCardCrypto> crypto_;
   std::unique_ptr<limits::Sweeper> sweeper_;
+  // The reconciliation journal's producer of this shard ([stand_in] journal); it outlives the
+  // reconciler, which writes through it.
+  std::optional<ReconJournal::Producer> recon_journal_;
   // What Redis owes after stand-in answers (failed compensations, stand-in approvals,
   // unconfirmed advices), replayed once Redis answers again; shared by the shard's processors.
   std::unique_ptr<Reconciler> reconciler_;
@@ -323,8 +326,9 @@ class Server::Impl {
   const SwitchConfig config;
   risk::RuleStore rules;
   const limits::TokenKey& token_key;
-  std::unique_ptr<Journal> journal;  // before the shards: they hold its producers
-  std::unique_ptr<Metrics> metrics;  // before the shards: they update their ShardMetrics
+  std::unique_ptr<Journal> journal;             // before the shards: they hold its producers
+  std::unique_ptr<ReconJournal> recon_journal;  // likewise ([stand_in] journal)
+  std::unique_ptr<Metrics> metrics;             // before the shards: they update their ShardMetrics
   std::unique_ptr<HttpEndpoint> http;
   std::vector<std::unique_ptr<ssl::context>> tls;  // by network index (null: plain TCP)
   asio::io_context io;                             // acceptors and signals, on run()'s thread
@@ -341,6 +345,10 @@ class Server::Impl {
   void do_reload() noexcept;
   void wait_hangup(asio::signal_set& hangups);
 
+  // Live connections per listen network (max_connections): counted up by the acceptor, down by
+  // the shard that releases the session.
+  std::unique_ptr<std::atomic<std::uint32_t>[]> live;
+  std::atomic<std::uint64_t> refused_max_connections{0};
   std::atomic<std::uint64_t> reloads{0};
   std::atomic<std::uint64_t> reload_failures{0};
 };
@@ -757,8 +765,12 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
   Reconciler::Options ro;
   ro.hold_ttl_ms = config.redis.hold_ttl.count();
   ro.replay_window_ms = config.redis.replay_window.count();
-  // No reconciliation journal is configured yet: its items and outcomes are counted only.
-  reconciler_ = std::make_unique<Reconciler>(*pipeline_, *directory_, nullptr, ro);
+  if (server.recon_journal != nullptr) {
+    recon_journal_.emplace(server.recon_journal->producer());
+  }
+  // Without a journal ([stand_in] journal = ""), items and outcomes are counted only.
+  reconciler_ = std::make_unique<Reconciler>(*pipeline_, *directory_,
+                                             recon_journal_ ? &*recon_journal_ : nullptr, ro);
   for (const NetworkConfig& n : config.networks) {
     Processor::Options p;
     p.budget = n.budget;
@@ -852,6 +864,9 @@ void Server::Shard::release(std::uint32_t slot) noexcept {
     const bool dial = sessions_[slot]->dial();
     const bool served = sessions_[slot]->served();
     server_.metrics->shard(index_).connections(network, -1);
+    if (!dial) {
+      server_.live[network].fetch_sub(1, std::memory_order_acq_rel);
+    }
     sessions_[slot].reset();
     ++generations_[slot];  // responses still owed to the closed session are dropped
     free_slots_.push_back(slot);
@@ -1121,7 +1136,10 @@ void Server::Shard::check_drained() noexcept {
 
 Server::Impl::Impl(const SwitchConfig& cfg, std::unique_ptr<const risk::RuleSet> rule_set,
                    const limits::TokenKey& key)
-    : config(cfg), rules(std::move(rule_set)), token_key(key) {
+    : config(cfg),
+      rules(std::move(rule_set)),
+      token_key(key),
+      live(std::make_unique<std::atomic<std::uint32_t>[]>(cfg.networks.size())) {
   if (!config.audit.path.empty()) {
     Journal::Options j;
     j.path = config.audit.path;
@@ -1130,6 +1148,16 @@ Server::Impl::Impl(const SwitchConfig& cfg, std::unique_ptr<const risk::RuleSet>
       j.networks.push_back(n.name);
     }
     journal = std::make_unique<Journal>(std::move(j));
+  }
+  if (!config.stand_in.journal.empty()) {
+    ReconJournal::Options r;
+    r.path = config.stand_in.journal;
+    r.rotate_bytes = config.audit.rotate_bytes == 0 ? UINT64_MAX : config.audit.rotate_bytes;
+    r.queue_capacity = 4096;  // a record is ~300 bytes; stand-in is the exception, not the flow
+    for (const NetworkConfig& n : config.networks) {
+      r.networks.push_back(n.name);
+    }
+    recon_journal = std::make_unique<ReconJournal>(std::move(r));
   }
   for (std::size_t i = 0; i < config.networks.size(); ++i) {
     const NetworkConfig& n = config.networks[i];
@@ -1193,8 +1221,21 @@ void Server::Impl::accept(std::size_t network) {
           }
           return;
         }
-        asio::post(shard.io(), [&shard, network, sock = std::move(s)]() mutable {
-          (void)shard.adopt(network, std::move(sock), false);
+        if (live[network].fetch_add(1, std::memory_order_acq_rel) >=
+            config.networks[network].max_connections) {
+          live[network].fetch_sub(1, std::memory_order_acq_rel);
+          refused_max_connections.fetch_add(1, std::memory_order_relaxed);
+          log_event(LogLevel::kWarn, "connection_refused", config.networks[network].name,
+                    "max_connections reached");
+          boost::system::error_code ignored;
+          s.close(ignored);
+          accept(network);
+          return;
+        }
+        asio::post(shard.io(), [this, &shard, network, sock = std::move(s)]() mutable {
+          if (shard.adopt(network, std::move(sock), false) == nullptr) {
+            live[network].fetch_sub(1, std::memory_order_acq_rel);  // stopping: not adopted
+          }
         });
         accept(network);
       });
@@ -1350,6 +1391,7 @@ Server::Totals Server::totals() const noexcept {
   }
   t.rule_reloads = impl_->reloads.load(std::memory_order_relaxed);
   t.rule_reload_failures = impl_->reload_failures.load(std::memory_order_relaxed);
+  t.refused_max_connections = impl_->refused_max_connections.load(std::memory_order_relaxed);
   return t;
 }
 

@@ -118,6 +118,7 @@ class Server {
     std::uint64_t unmatched_responses = 0;  // 0810s matching no 0800 the switch sent
     std::uint64_t rule_reloads = 0;
     std::uint64_t rule_reload_failures = 0;
+    std::uint64_t refused_max_connections = 0;  // accepted then closed: network at max_connections
   };
   [[nodiscard]] Totals totals() const noexcept;
 

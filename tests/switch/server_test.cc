@@ -380,6 +380,44 @@ TEST_F(ServerTest, SeveralConnectionsOnBothShards) {
   EXPECT_GE(switch_->totals().connections, 6U);
 }
 
+// A listen network serves at most max_connections at once: one more is closed at once, and a
+// place freed by a closed connection can be taken again.
+TEST_F(ServerTest, MaxConnectionsIsEnforcedPerNetwork) {
+  stop();
+  switch_.reset();
+  config_.networks[0].max_connections = 2;
+  switch_ = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
+  port_ = switch_->listening_port(0);
+  thread_ = std::thread([this] { switch_->run(); });
+  auto first = std::make_unique<Client>(port_);
+  const Client second(port_);
+  Txn t;
+  t.stan = "310001";
+  first->send(t);
+  EXPECT_EQ(decode_answer(first->receive()).de39, "00");
+  t.stan = "310002";
+  second.send(t);
+  EXPECT_EQ(decode_answer(second.receive()).de39, "00");
+  {
+    const Client third(port_);
+    EXPECT_TRUE(third.closed_by_peer());
+  }
+  EXPECT_EQ(switch_->totals().refused_max_connections, 1U);
+  first.reset();  // frees a place once the switch has seen the close
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    const Client again(port_);
+    t.stan = std::to_string(310'100 + attempt);
+    again.send(t);
+    served = decode_answer(again.receive()).de39 == "00";
+    if (!served) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  EXPECT_TRUE(served);
+}
+
 TEST_F(ServerTest, BadInputClosesOnlyItsOwnConnection) {
   const Client good(port_);
   const Client garbage(port_);
