@@ -35,6 +35,12 @@ using Clock = limits::RedisPipeline::Clock;
 using namespace std::chrono_literals;
 
 constexpr auto kTick = 1ms;
+// Queue depths reported on /metrics (authswitch_queue_depth{queue}), by index.
+constexpr std::size_t kQueueRedis = 0;       // calls sent to Redis, not answered yet
+constexpr std::size_t kQueueRequests = 1;    // requests read and not yet answered
+constexpr std::size_t kQueueReconciler = 2;  // items owed to Redis after stand-in answers
+constexpr std::array<std::string_view, 3> kQueueNames = {"redis_in_flight", "requests_deciding",
+                                                         "reconciler_pending"};
 // Connection timers (handshake, read_timeout, echoes, sign-on, dialling) are checked every
 // kTimerTicks ticks: their resolution is 10 ms, which is plenty for limits of 100 ms and more.
 constexpr unsigned kTimerTicks = 10;
@@ -216,6 +222,7 @@ class Server::Shard {
   ssl::context* tls(std::size_t network) const noexcept;
   void flush() noexcept {
     pipeline_->flush();
+    count_redis();
     drive_redis();
   }
   void release(std::uint32_t slot) noexcept;
@@ -274,6 +281,12 @@ class Server::Shard {
 
   void route(std::uint64_t request_id, std::span<const std::byte> message) noexcept;
   void drive_redis() noexcept;
+  // Feeds the Redis metrics from the pipeline's and processors' counters: calls sent since the
+  // last flush (one batch), replies received, failed or timed-out calls. A few integer
+  // subtractions; no syscall.
+  void count_redis() noexcept;
+  // This shard's queue depths (calls in flight to Redis, requests being decided, reconciler).
+  void report_queues() noexcept;
   void on_tick() noexcept;
   void on_timers(Clock::time_point now) noexcept;
   void start_dial(Dialer& d, Clock::time_point now);
@@ -304,6 +317,10 @@ class Server::Shard {
   // What Redis owes after stand-in answers (failed compensations, stand-in approvals,
   // unconfirmed advices), replayed once Redis answers again; shared by the shard's processors.
   std::unique_ptr<Reconciler> reconciler_;
+  // What count_redis() has already reported to the metrics.
+  std::uint64_t counted_submitted_ = 0;
+  std::uint64_t counted_replies_ = 0;
+  std::uint64_t counted_errors_ = 0;
   std::optional<Journal::Producer> audit_;
   Sink sink_;
   std::vector<std::unique_ptr<Processor>> processors_;
@@ -946,6 +963,36 @@ void Server::Shard::drive_redis() noexcept {
   }
 }
 
+void Server::Shard::count_redis() noexcept {
+  ShardMetrics& m = server_.metrics->shard(index_);
+  const limits::RedisPipeline::Stats& st = pipeline_->stats();
+  if (st.submitted > counted_submitted_) {
+    m.batch(static_cast<std::size_t>(st.submitted - counted_submitted_));
+    counted_submitted_ = st.submitted;
+  }
+  for (; counted_replies_ < st.replies; ++counted_replies_) {
+    m.redis_round_trip();
+  }
+  std::uint64_t errors = 0;
+  for (const auto& p : processors_) {
+    errors += p->stats().redis_errors + p->stats().timeouts;
+  }
+  for (; counted_errors_ < errors; ++counted_errors_) {
+    m.redis_error();
+  }
+}
+
+void Server::Shard::report_queues() noexcept {
+  ShardMetrics& m = server_.metrics->shard(index_);
+  std::size_t deciding = 0;
+  for (const auto& p : processors_) {
+    deciding += p->in_flight();
+  }
+  m.queue_depth(kQueueRedis, static_cast<std::int64_t>(pipeline_->in_flight()));
+  m.queue_depth(kQueueRequests, static_cast<std::int64_t>(deciding));
+  m.queue_depth(kQueueReconciler, static_cast<std::int64_t>(reconciler_->pending()));
+}
+
 void Server::Shard::on_tick() noexcept {
   const auto now = Clock::now();
   pipeline_->on_tick(now);
@@ -960,6 +1007,7 @@ void Server::Shard::on_tick() noexcept {
   }
   if (++ticks_ % kTimerTicks == 0) {
     on_timers(now);
+    report_queues();
   }
   flush();
   ready_.store(pipeline_->ready() && directory_->ready(), std::memory_order_release);
@@ -1193,7 +1241,11 @@ Server::Impl::Impl(const SwitchConfig& cfg, std::unique_ptr<const risk::RuleSet>
   for (const NetworkConfig& net : config.networks) {
     names.push_back(net.name);
   }
-  metrics = std::make_unique<Metrics>(n, std::move(names));
+  metrics = std::make_unique<Metrics>(
+      n, std::move(names),
+      std::vector<std::string>{std::string(kQueueNames[kQueueRedis]),
+                               std::string(kQueueNames[kQueueRequests]),
+                               std::string(kQueueNames[kQueueReconciler])});
   for (std::size_t i = 0; i < n; ++i) {
     shards.push_back(std::make_unique<Shard>(*this, i));
   }

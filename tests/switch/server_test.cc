@@ -291,6 +291,18 @@ TEST_F(ServerTest, MetricsAndHealthOverHttp) {
   EXPECT_NE(metrics.find(R"(authswitch_request_duration_seconds_count{network="acq"} 1)"),
             std::string::npos)
       << metrics;
+  // The Redis side is fed from the pipeline: the card lookup and the script call were sent in
+  // batches and answered (SCRIPT LOADs and the change feed count too, so at least 2).
+  const auto value_of = [&metrics](const std::string& series) -> long {
+    const std::size_t at = metrics.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stol(metrics.substr(at + series.size() + 2));
+  };
+  EXPECT_GE(value_of("authswitch_redis_round_trips_total"), 2) << metrics;
+  EXPECT_GE(value_of("authswitch_redis_batch_size_count"), 1) << metrics;
+  EXPECT_GE(value_of("authswitch_redis_batch_size_sum"), 2) << metrics;
+  EXPECT_NE(metrics.find(R"(authswitch_queue_depth{queue="reconciler_pending"} 0)"),
+            std::string::npos)
+      << metrics;
   EXPECT_EQ(http_get(switch_->http_port(), "/healthz").rfind("HTTP/1.1 200", 0), 0U);
 }
 
