@@ -351,6 +351,8 @@ Processor::Processor(const iso8583::Dialect& dialect, limits::RedisPipeline& pip
   }
   const std::size_t n = options_.in_flight_max;
   slots_ = std::make_unique<Slot[]>(n);
+  deadlines_ = std::make_unique<Clock::time_point[]>(n);
+  std::fill_n(deadlines_.get(), n, Clock::time_point::max());
   free_ = std::make_unique<std::uint32_t[]>(n);
   in_buffers_ = std::make_unique<std::byte[]>(n * options_.max_message_bytes);
   for (std::size_t i = 0; i < n; ++i) {
@@ -401,6 +403,7 @@ HandleStatus Processor::handle(std::uint64_t request_id, std::span<const std::by
   s.size = message.size();
   s.request_id = request_id;
   s.deadline = arrival + options_.budget;
+  deadlines_[s.index] = s.deadline;
   s.now_ms = now_ms;
 
   const auto decoded = iso8583::decode(dialect_, {s.in, s.size}, s.view);
@@ -1406,6 +1409,10 @@ void Processor::on_tick(Clock::time_point now) noexcept {
   (void)rules_.current();  // an idle shard still lets old rule sets go
   if (in_use_ > 0) {
     for (std::size_t i = 0; i < options_.in_flight_max; ++i) {
+      if (deadlines_[i] > now) {
+        continue;
+      }
+      deadlines_[i] = Clock::time_point::max();  // answered already, or answered now
       Slot& s = slots_[i];
       if (s.busy && !s.answered && s.deadline <= now) {
         ++stats_.timeouts;
