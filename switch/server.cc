@@ -822,9 +822,11 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
 }
 
 Server::Shard::~Shard() {
-  // The pipeline holds the processors' completions: it goes first (see processor.h).
-  sweeper_.reset();
+  // The pipeline holds the completions of the processors, the sweeper, the reconciler and the
+  // card directory: it goes first (see processor.h), failing what is still in flight to owners
+  // that are all still alive; a disconnected pipeline refuses what they submit in return.
   pipeline_.reset();
+  sweeper_.reset();
 }
 
 const NetworkConfig& Server::Shard::network(std::size_t network) const noexcept {
