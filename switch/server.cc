@@ -348,12 +348,17 @@ class Server::Impl {
   std::unique_ptr<Metrics> metrics;             // before the shards: they update their ShardMetrics
   std::unique_ptr<HttpEndpoint> http;
   std::vector<std::unique_ptr<ssl::context>> tls;  // by network index (null: plain TCP)
-  asio::io_context io;                             // acceptors and signals, on run()'s thread
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;  // by network index (null: not listen)
+  // Live connections per listen network (max_connections): counted up by the acceptor, down by
+  // the shard that releases the session (also while the shards are destroyed).
+  std::unique_ptr<std::atomic<std::uint32_t>[]> live;
+  std::atomic<bool> accepting{false};  // Redis ready (or given up on): listen and dial
+  // The shards outlive io: an accept still pending when io is destroyed holds a socket of a
+  // shard's io_context, which must still exist (use after free under ASan otherwise).
   std::vector<std::unique_ptr<Shard>> shards;
+  asio::io_context io;  // acceptors and signals, on run()'s thread
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;  // by network index (null: not listen)
   std::size_t next_shard = 0;
   std::atomic<bool> stop_requested{false};
-  std::atomic<bool> accepting{false};  // Redis ready (or given up on): listen and dial
   std::optional<asio::steady_timer> stop_poll;
 
   void accept(std::size_t network);
@@ -362,9 +367,6 @@ class Server::Impl {
   void do_reload() noexcept;
   void wait_hangup(asio::signal_set& hangups);
 
-  // Live connections per listen network (max_connections): counted up by the acceptor, down by
-  // the shard that releases the session.
-  std::unique_ptr<std::atomic<std::uint32_t>[]> live;
   std::atomic<std::uint64_t> refused_max_connections{0};
   std::atomic<std::uint64_t> reloads{0};
   std::atomic<std::uint64_t> reload_failures{0};
