@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 
 #include "base/assert.h"
+#include "base/thread_name.h"
 
 namespace authswitch::switching {
 namespace {
@@ -69,7 +70,10 @@ class HttpEndpoint::Impl {
     AS_ASSERT(io_ != nullptr);
     started_ = true;
     accept();
-    thread_ = std::thread([this] { io_->ioc.run(); });
+    thread_ = std::thread([this] {
+      base::set_thread_name("as-http");
+      io_->ioc.run();
+    });
   }
 
   void stop() noexcept {

@@ -40,6 +40,7 @@ namespace authswitch::switching {
 
 struct AuditRecord {
   static constexpr std::string_view kJournalName = "audit journal";
+  static constexpr std::string_view kThreadName = "as-audit";
 
   std::int64_t time_ms = 0;  // when the response was sent, ms since the epoch (UTC)
   std::uint32_t latency_us = 0;

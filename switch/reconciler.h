@@ -118,6 +118,7 @@ struct ReconItem {
 // One line of the reconciliation journal.
 struct ReconRecord {
   static constexpr std::string_view kJournalName = "reconciliation journal";
+  static constexpr std::string_view kThreadName = "as-standin";
 
   std::int64_t time_ms = 0;     // when the line was written, ms since the epoch (UTC)
   std::int64_t request_ms = 0;  // the request's issuer clock

@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "base/assert.h"
+#include "base/thread_name.h"
 #include "iso8583/framing.h"
 #include "limits/card_directory.h"
 #include "limits/redis_pipeline.h"
@@ -846,7 +847,10 @@ void Server::Shard::start_thread() {
       on_tick();
     }
   });
-  thread_ = std::thread([this] { io_.run(); });
+  thread_ = std::thread([this] {
+    base::set_thread_name("as-shard-" + std::to_string(index_));
+    io_.run();
+  });
 }
 
 void Server::Shard::join() {
