@@ -13,6 +13,7 @@ namespace {
 constexpr std::size_t kShardsMax = 1024;
 constexpr std::size_t kNetworksMax = 256;
 constexpr std::size_t kQueuesMax = 64;
+constexpr std::size_t kEventsMax = 64;
 constexpr std::size_t kCodeSlots = kResponseCodes.size() + 1;       // + "other"
 constexpr std::size_t kLatencySlots = kLatencyBoundsUs.size() + 2;  // + overflow, sum_us
 constexpr std::size_t kBatchSlots = kBatchBounds.size() + 2;        // + overflow, sum
@@ -223,16 +224,24 @@ void ShardMetrics::queue_depth(std::string_view name, std::int64_t value) noexce
   queue_depth(*q, value);
 }
 
+void ShardMetrics::event_total(std::size_t event, std::uint64_t total) noexcept {
+  AS_ASSERT(event < owner_.events_.size());
+  cell(owner_.events_at_ + event).store(total, std::memory_order_relaxed);
+}
+
 // Metrics -----------------------------------------------------------------------------------
 
 Metrics::Metrics(std::size_t shards, std::vector<std::string> network_names,
-                 std::vector<std::string> queue_names)
-    : networks_(std::move(network_names)), queues_(std::move(queue_names)) {
+                 std::vector<std::string> queue_names, std::vector<std::string> event_names)
+    : networks_(std::move(network_names)),
+      queues_(std::move(queue_names)),
+      events_(std::move(event_names)) {
   if (shards == 0 || shards > kShardsMax) {
     throw std::invalid_argument("Metrics: shards must be 1..1024");
   }
   check_names(networks_, kNetworksMax, "network");
   check_names(queues_, kQueuesMax, "queue");
+  check_names(events_, kEventsMax, "event");
   const std::size_t n = networks_.size();
   responses_at_ = n * kMtiClassCount;
   latency_at_ = responses_at_ + n * kMtiClassCount * kCodeSlots;
@@ -240,7 +249,8 @@ Metrics::Metrics(std::size_t shards, std::vector<std::string> network_names,
   redis_at_ = batch_at_ + kBatchSlots;
   connections_at_ = redis_at_ + 2;
   queues_at_ = connections_at_ + n;
-  cells_ = queues_at_ + queues_.size();
+  events_at_ = queues_at_ + queues_.size();
+  cells_ = events_at_ + events_.size();
   shards_.reserve(shards);
   for (std::size_t i = 0; i < shards; ++i) {
     // Not make_unique: the constructor is private to Metrics (a friend).
@@ -312,6 +322,7 @@ std::string Metrics::render() const {
   render_latency(out);
   render_batches(out);
   render_gauges(out);
+  render_events(out);
   return out;
 }
 
@@ -430,6 +441,21 @@ void Metrics::render_gauges(std::string& out) const {
     append_label_value(out, queues_[q]);
     out.append("} ");
     append_int(out, static_cast<std::int64_t>(sum(queues_at_ + q)));
+    out.push_back('\n');
+  }
+}
+
+void Metrics::render_events(std::string& out) const {
+  if (events_.empty()) {
+    return;
+  }
+  append_header(out, "events_total", "counter",
+                "Connection, network-management, stand-in and reconciliation events, by event.");
+  for (std::size_t e = 0; e < events_.size(); ++e) {
+    out.append("authswitch_events_total{event=");
+    append_label_value(out, events_[e]);
+    out.append("} ");
+    append_uint(out, sum(events_at_ + e));
     out.push_back('\n');
   }
 }

@@ -107,6 +107,9 @@ class ShardMetrics {
   // The same by name (a scan over the few configured names; no allocation).
   // REQUIRES: `name` was given to the Metrics constructor.
   void queue_depth(std::string_view name, std::int64_t value) noexcept;
+  // This shard's running total of event `event` (replaces the last value; the shard keeps the
+  // count, this publishes it). REQUIRES: event < the number of event names.
+  void event_total(std::size_t event, std::uint64_t total) noexcept;
 
  private:
   friend class Metrics;
@@ -128,10 +131,11 @@ class ShardMetrics {
 class Metrics {
  public:
   // `network_names` in configuration order (the indexes ShardMetrics takes); `queue_names` the
-  // queues whose depth is reported. Throws std::invalid_argument when shards is 0 or above 1024,
-  // a name is empty or repeated, or there are more than 256 networks or 64 queues.
+  // queues whose depth is reported; `event_names` the events counted (authswitch_events_total).
+  // Throws std::invalid_argument when shards is 0 or above 1024, a name is empty or repeated,
+  // or there are more than 256 networks, 64 queues or 64 events.
   Metrics(std::size_t shards, std::vector<std::string> network_names,
-          std::vector<std::string> queue_names = {});
+          std::vector<std::string> queue_names = {}, std::vector<std::string> event_names = {});
   ~Metrics();
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
@@ -161,9 +165,11 @@ class Metrics {
   void render_latency(std::string& out) const;
   void render_batches(std::string& out) const;
   void render_gauges(std::string& out) const;
+  void render_events(std::string& out) const;
 
   std::vector<std::string> networks_;
   std::vector<std::string> queues_;
+  std::vector<std::string> events_;
   // Layout of a shard's cells (see the *_cell functions).
   std::size_t responses_at_ = 0;
   std::size_t latency_at_ = 0;
@@ -171,6 +177,7 @@ class Metrics {
   std::size_t redis_at_ = 0;  // round trips, errors
   std::size_t connections_at_ = 0;
   std::size_t queues_at_ = 0;
+  std::size_t events_at_ = 0;
   std::size_t cells_ = 0;
   std::vector<std::unique_ptr<ShardMetrics>> shards_;
 };

@@ -42,6 +42,71 @@ constexpr std::size_t kQueueRequests = 1;    // requests read and not yet answer
 constexpr std::size_t kQueueReconciler = 2;  // items owed to Redis after stand-in answers
 constexpr std::array<std::string_view, 3> kQueueNames = {"redis_in_flight", "requests_deciding",
                                                          "reconciler_pending"};
+// Events counted on /metrics (authswitch_events_total{event}), by index: running totals the
+// shards publish every kTimerTicks ticks from the counters their parts keep.
+enum Event : std::size_t {
+  kEvClosedBadInput,
+  kEvClosedTimeout,
+  kEvClosedSlowReader,
+  kEvRefusedMaxConnections,
+  kEvTlsFailures,
+  kEvDialConnects,
+  kEvDialFailures,
+  kEvSignOns,
+  kEvRefusedNotSignedOn,
+  kEvEchoesSent,
+  kEvEchoesAnswered,
+  kEvEchoesMissed,
+  kEvUnmatchedResponses,
+  kEvDeadlines,
+  kEvStandInApprovals,
+  kEvStandInDeclines,
+  kEvAdvicesUnconfirmed,
+  kEvLateRedisReplies,
+  kEvCompensations,
+  kEvCompensationFailures,
+  kEvReconcileQueued,
+  kEvReconcileApplied,
+  kEvReconcileAlreadyApplied,
+  kEvReconcileUnresolved,
+  kEvReconcileCallFailures,
+  kEvCardMisses,
+  kEvCardErrors,
+  kEvAuditDropped,
+  kEvRuleReloads,
+  kEvRuleReloadFailures,
+  kEventCount
+};
+constexpr std::array<std::string_view, kEventCount> kEventNames = {"closed_bad_input",
+                                                                   "closed_timeout",
+                                                                   "closed_slow_reader",
+                                                                   "refused_max_connections",
+                                                                   "tls_handshake_failures",
+                                                                   "dial_connects",
+                                                                   "dial_failures",
+                                                                   "sign_ons",
+                                                                   "refused_not_signed_on",
+                                                                   "echoes_sent",
+                                                                   "echoes_answered",
+                                                                   "echoes_missed",
+                                                                   "unmatched_responses",
+                                                                   "deadlines_reached",
+                                                                   "stand_in_approvals",
+                                                                   "stand_in_declines",
+                                                                   "advices_unconfirmed",
+                                                                   "late_redis_replies",
+                                                                   "compensating_reversals",
+                                                                   "compensation_failures",
+                                                                   "reconcile_queued",
+                                                                   "reconcile_applied",
+                                                                   "reconcile_already_applied",
+                                                                   "reconcile_unresolved",
+                                                                   "reconcile_call_failures",
+                                                                   "card_cache_misses",
+                                                                   "card_errors",
+                                                                   "audit_dropped",
+                                                                   "rule_reloads",
+                                                                   "rule_reload_failures"};
 // Connection timers (handshake, read_timeout, echoes, sign-on, dialling) are checked every
 // kTimerTicks ticks: their resolution is 10 ms, which is plenty for limits of 100 ms and more.
 constexpr unsigned kTimerTicks = 10;
@@ -288,6 +353,7 @@ class Server::Shard {
   void count_redis() noexcept;
   // This shard's queue depths (calls in flight to Redis, requests being decided, reconciler).
   void report_queues() noexcept;
+  void report_events(ShardMetrics& m) noexcept;
   void on_tick() noexcept;
   void on_timers(Clock::time_point now) noexcept;
   void start_dial(Dialer& d, Clock::time_point now);
@@ -999,6 +1065,60 @@ void Server::Shard::report_queues() noexcept {
   m.queue_depth(kQueueRedis, static_cast<std::int64_t>(pipeline_->in_flight()));
   m.queue_depth(kQueueRequests, static_cast<std::int64_t>(deciding));
   m.queue_depth(kQueueReconciler, static_cast<std::int64_t>(reconciler_->pending()));
+  report_events(m);
+}
+
+void Server::Shard::report_events(ShardMetrics& m) noexcept {
+  const auto load = [](const std::atomic<std::uint64_t>& a) {
+    return a.load(std::memory_order_relaxed);
+  };
+  m.event_total(kEvClosedBadInput, load(stats_.closed_bad_input));
+  m.event_total(kEvClosedTimeout, load(stats_.closed_timeout));
+  m.event_total(kEvClosedSlowReader, load(stats_.closed_slow_reader));
+  m.event_total(kEvTlsFailures, load(stats_.tls_failures));
+  m.event_total(kEvDialConnects, load(stats_.dial_connects));
+  m.event_total(kEvDialFailures, load(stats_.dial_failures));
+  m.event_total(kEvSignOns, load(stats_.sign_ons));
+  m.event_total(kEvRefusedNotSignedOn, load(stats_.refused_not_signed_on));
+  m.event_total(kEvEchoesSent, load(stats_.echoes_sent));
+  m.event_total(kEvEchoesAnswered, load(stats_.echoes_answered));
+  m.event_total(kEvEchoesMissed, load(stats_.echoes_missed));
+  m.event_total(kEvUnmatchedResponses, load(stats_.unmatched_responses));
+  Processor::Stats p{};
+  for (const auto& proc : processors_) {
+    const Processor::Stats& s = proc->stats();
+    p.timeouts += s.timeouts;
+    p.stand_in_approvals += s.stand_in_approvals;
+    p.stand_in_declines += s.stand_in_declines;
+    p.advices_unconfirmed += s.advices_unconfirmed;
+    p.late_replies += s.late_replies;
+    p.compensations += s.compensations;
+    p.compensation_failures += s.compensation_failures;
+    p.card_errors += s.card_errors;
+    p.audit_dropped += s.audit_dropped;
+  }
+  m.event_total(kEvDeadlines, p.timeouts);
+  m.event_total(kEvStandInApprovals, p.stand_in_approvals);
+  m.event_total(kEvStandInDeclines, p.stand_in_declines);
+  m.event_total(kEvAdvicesUnconfirmed, p.advices_unconfirmed);
+  m.event_total(kEvLateRedisReplies, p.late_replies);
+  m.event_total(kEvCompensations, p.compensations);
+  m.event_total(kEvCompensationFailures, p.compensation_failures);
+  m.event_total(kEvCardErrors, p.card_errors);
+  m.event_total(kEvAuditDropped, p.audit_dropped);
+  const Reconciler::Stats& r = reconciler_->stats();
+  m.event_total(kEvReconcileQueued, r.queued);
+  m.event_total(kEvReconcileApplied, r.applied);
+  m.event_total(kEvReconcileAlreadyApplied, r.replayed_original);
+  m.event_total(kEvReconcileUnresolved, r.unresolved);
+  m.event_total(kEvReconcileCallFailures, r.failures);
+  m.event_total(kEvCardMisses, directory_->stats().misses);
+  if (index_ == 0) {  // the server's own counters, published once
+    m.event_total(kEvRefusedMaxConnections,
+                  server_.refused_max_connections.load(std::memory_order_relaxed));
+    m.event_total(kEvRuleReloads, server_.reloads.load(std::memory_order_relaxed));
+    m.event_total(kEvRuleReloadFailures, server_.reload_failures.load(std::memory_order_relaxed));
+  }
 }
 
 void Server::Shard::on_tick() noexcept {
@@ -1253,7 +1373,8 @@ Server::Impl::Impl(const SwitchConfig& cfg, std::unique_ptr<const risk::RuleSet>
       n, std::move(names),
       std::vector<std::string>{std::string(kQueueNames[kQueueRedis]),
                                std::string(kQueueNames[kQueueRequests]),
-                               std::string(kQueueNames[kQueueReconciler])});
+                               std::string(kQueueNames[kQueueReconciler])},
+      std::vector<std::string>(kEventNames.begin(), kEventNames.end()));
   for (std::size_t i = 0; i < n; ++i) {
     shards.push_back(std::make_unique<Shard>(*this, i));
   }

@@ -107,6 +107,20 @@ TEST(MetricsTest, HelpTypeAndLabelFormat) {
   }
 }
 
+TEST(MetricsTest, EventTotalsAreSummedOverShardsAndReplacedNotAdded) {
+  Metrics m(2, {"acq"}, {}, {"echoes_sent", "closed_timeout"});
+  m.shard(0).event_total(0, 3);
+  m.shard(0).event_total(0, 5);  // a running total: replaces 3
+  m.shard(1).event_total(0, 7);
+  const std::string text = m.render();
+  EXPECT_TRUE(has_line(text, "# TYPE authswitch_events_total counter"));
+  EXPECT_TRUE(has_line(text, R"(authswitch_events_total{event="echoes_sent"} 12)")) << text;
+  EXPECT_TRUE(has_line(text, R"(authswitch_events_total{event="closed_timeout"} 0)")) << text;
+  EXPECT_THROW(Metrics(1, {"acq"}, {}, {"x", "x"}), std::invalid_argument);
+  // No event names: no family at all.
+  EXPECT_EQ(Metrics(1, {"acq"}).render().find("events_total"), std::string::npos);
+}
+
 TEST(MetricsTest, LatencyHistogramIsCumulativeWithSumInSeconds) {
   Metrics m(2, {"acq"});
   m.shard(0).latency(0, 40us);

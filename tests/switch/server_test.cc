@@ -446,6 +446,17 @@ TEST_F(ServerTest, BadInputClosesOnlyItsOwnConnection) {
   good.send(t);
   EXPECT_EQ(decode_answer(good.receive()).de39, "00");
   EXPECT_EQ(switch_->totals().closed_bad_input, 2U);
+  // The shards publish their event counts to /metrics every 10 ms.
+  const std::string series = R"(authswitch_events_total{event="closed_bad_input"} 2)";
+  std::string metrics;
+  for (int i = 0; i < 200 && metrics.find(series) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    metrics = http_get(switch_->http_port(), "/metrics");
+  }
+  EXPECT_NE(metrics.find(series), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"(authswitch_events_total{event="stand_in_approvals"} 0)"),
+            std::string::npos)
+      << metrics;
 }
 
 TEST_F(ServerTest, StopAnswersEveryRequestInFlight) {
