@@ -192,6 +192,8 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   void start();
   // A response from the processor (unframed message).
   void respond(std::span<const std::byte> message) noexcept;
+  // The shard's deferred pass (see Shard::defer_write): write what respond() buffered.
+  void flush_writes() noexcept;
   // Stop reading; close once everything accepted is answered and written.
   void drain() noexcept;
   // Deadlines: handshake, partial frame (read_timeout), sign-on answer, idle echoes.
@@ -241,6 +243,7 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   bool established_ = false;                       // TCP connected and TLS handshake done
   bool served_ = false;
   bool writing_ = false;
+  bool write_queued_ = false;  // in the shard's deferred pass already
   bool reading_ = false;
   bool paused_ = false;  // the processor was busy or the cap reached: resume after a response
   bool draining_ = false;
@@ -290,6 +293,16 @@ class Server::Shard {
     pipeline_->flush();
     count_redis();
     drive_redis();
+  }
+  // Smart batching across connections: the Redis flush and the response writes wait for the
+  // end of this pass of the event loop (every socket epoll reported ready has been read and
+  // every Redis reply read has been answered), so one pass costs one write to Redis and one
+  // write per connection, not one per read or per reply. One posted handler per pass (asio
+  // recycles its memory: no allocation).
+  void defer_flush() noexcept { schedule_deferred(); }
+  void defer_write(std::uint32_t slot) noexcept {
+    dirty_.push_back(slot);  // capacity kept: grows only to the most connections answered at once
+    schedule_deferred();
   }
   void release(std::uint32_t slot) noexcept;
   void count_response() noexcept { stats_.responses.fetch_add(1, std::memory_order_relaxed); }
@@ -346,6 +359,8 @@ class Server::Shard {
   };
 
   void route(std::uint64_t request_id, std::span<const std::byte> message) noexcept;
+  void schedule_deferred() noexcept;
+  void run_deferred() noexcept;
   void drive_redis() noexcept;
   // Feeds the Redis metrics from the pipeline's and processors' counters: calls sent since the
   // last flush (one batch), replies received, failed or timed-out calls. A few integer
@@ -395,6 +410,8 @@ class Server::Shard {
   std::vector<std::shared_ptr<Session>> sessions_;  // by slot; null when free
   std::vector<std::uint32_t> generations_;
   std::vector<std::uint32_t> free_slots_;
+  std::vector<std::uint32_t> dirty_;  // sessions with responses to write in the deferred pass
+  bool deferred_posted_ = false;
   bool stopping_ = false;
   Clock::time_point drain_deadline_{};
   std::atomic<bool> drained_{false};
@@ -570,7 +587,7 @@ void Server::Session::on_read(const boost::system::error_code& ec, std::size_t n
   echo_misses_ = 0;  // the peer is alive
   read_len_ += n;
   process();
-  shard_.flush();  // one pipelined write to Redis for everything this read produced
+  shard_.defer_flush();  // one pipelined write to Redis for everything this pass read
   read();
 }
 
@@ -756,13 +773,21 @@ void Server::Session::respond(std::span<const std::byte> message) noexcept {
   if (closed_ || !append_frame(message)) {
     return;
   }
-  if (!writing_) {
-    start_write();
+  if (!writing_ && !write_queued_) {
+    write_queued_ = true;
+    shard_.defer_write(slot_);
   }
   if (paused_) {
     paused_ = false;
     process();
     read();
+  }
+}
+
+void Server::Session::flush_writes() noexcept {
+  write_queued_ = false;
+  if (!writing_) {
+    start_write();
   }
 }
 
@@ -978,6 +1003,26 @@ void Server::Shard::route(std::uint64_t request_id, std::span<const std::byte> m
   }
 }
 
+void Server::Shard::schedule_deferred() noexcept {
+  if (!deferred_posted_) {
+    deferred_posted_ = true;
+    asio::post(io_, [this] { run_deferred(); });
+  }
+}
+
+void Server::Shard::run_deferred() noexcept {
+  deferred_posted_ = false;
+  flush();  // Redis first: its work is the longer leg, and runs while the responses are written
+  for (std::size_t i = 0; i < dirty_.size(); ++i) {  // by index: nothing below appends, but
+    const std::uint32_t slot = dirty_[i];            // a reallocation would not hurt either
+    if (slot < sessions_.size() && sessions_[slot] != nullptr) {
+      const std::shared_ptr<Session> s = sessions_[slot];  // a failed write may release it
+      s->flush_writes();
+    }
+  }
+  dirty_.clear();
+}
+
 void Server::Shard::drive_redis() noexcept {
   const int fd = pipeline_->fd();
   const std::uint64_t connects = pipeline_->stats().connects;
@@ -1017,7 +1062,7 @@ void Server::Shard::drive_redis() noexcept {
                                  return;
                                }
                                pipeline_->on_readable(Clock::now());
-                               flush();  // completions may have submitted
+                               defer_flush();  // completions may have submitted
                              });
   }
   if (pipeline_->wants_write() && !redis_write_wait_) {
