@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "base/assert.h"
+#include "base/civil_date.h"
 #include "base/hash.h"
 #include "iso8583/composite.h"
 #include "limits/layout.h"
@@ -81,25 +82,9 @@ std::string_view format_fixed(std::uint64_t v, std::size_t width, std::span<char
   return {out.data(), width};
 }
 
-// Civil date (proleptic Gregorian, UTC) of a day count since 1970-01-01 (H. Hinnant's
-// days_from_civil inverse).
-struct CivilDate {
-  std::int64_t year;
-  unsigned month;
-  unsigned day;
-};
-[[nodiscard]] CivilDate civil_from_days(std::int64_t z) noexcept {
-  z += 719'468;
-  const std::int64_t era = (z >= 0 ? z : z - 146'096) / 146'097;
-  const auto doe = static_cast<std::uint64_t>(z - era * 146'097);
-  const std::uint64_t yoe = (doe - doe / 1460 + doe / 36'524 - doe / 146'096) / 365;
-  const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
-  const std::uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const std::uint64_t mp = (5 * doy + 2) / 153;
-  const auto d = static_cast<unsigned>(doy - (153 * mp + 2) / 5 + 1);
-  const auto m = static_cast<unsigned>(mp < 10 ? mp + 3 : mp - 9);
-  return {m <= 2 ? y + 1 : y, m, d};
-}
+// The issuer's calendar (UTC) for the day and month counters (base/civil_date.h).
+using base::civil_from_days;
+using base::CivilDate;
 
 // Bitmap words as the dialect carries them (ISO 8583:1987 section 4.2: bit 1 of each word but
 // the last announces the next bitmap).

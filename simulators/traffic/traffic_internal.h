@@ -7,37 +7,14 @@
 #include <chrono>
 #include <cstdint>
 
+#include "base/civil_date.h"
+
 namespace authswitch::netsim {
 
-struct CivilDate {
-  std::int64_t year;
-  unsigned month;
-  unsigned day;
-};
-
-// H. Hinnant's civil_from_days / days_from_civil (proleptic Gregorian).
-[[nodiscard]] constexpr CivilDate civil_from_days(std::int64_t z) noexcept {
-  z += 719'468;
-  const std::int64_t era = (z >= 0 ? z : z - 146'096) / 146'097;
-  const auto doe = static_cast<std::uint64_t>(z - era * 146'097);
-  const std::uint64_t yoe = (doe - doe / 1460 + doe / 36'524 - doe / 146'096) / 365;
-  const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
-  const std::uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const std::uint64_t mp = (5 * doy + 2) / 153;
-  const auto d = static_cast<unsigned>(doy - (153 * mp + 2) / 5 + 1);
-  const auto m = static_cast<unsigned>(mp < 10 ? mp + 3 : mp - 9);
-  return {m <= 2 ? y + 1 : y, m, d};
-}
-
-[[nodiscard]] constexpr std::int64_t days_from_civil(std::int64_t y, unsigned m,
-                                                     unsigned d) noexcept {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<std::uint64_t>(y - era * 400);
-  const std::uint64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const std::uint64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146'097 + static_cast<std::int64_t>(doe) - 719'468;
-}
+// UTC civil dates (base/civil_date.h), named here as traffic.cc and its tests use them.
+using base::civil_from_days;
+using base::CivilDate;
+using base::days_from_civil;
 
 // The hour (0..23) in America/New_York at `ms` (UTC milliseconds since the epoch).
 [[nodiscard]] constexpr int new_york_hour(std::int64_t ms) noexcept {
