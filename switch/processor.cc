@@ -13,6 +13,7 @@
 #include "iso8583/composite.h"
 #include "limits/layout.h"
 #include "risk/authorization.h"
+#include "switch/format_internal.h"
 
 namespace authswitch::switching {
 
@@ -70,16 +71,6 @@ struct KeyText {
 [[nodiscard]] std::string_view strip_zeros(std::string_view digits) noexcept {
   const std::size_t first = digits.find_first_not_of('0');
   return first == std::string_view::npos ? std::string_view("0") : digits.substr(first);
-}
-
-// `v` as exactly `width` decimal digits (zero-filled; higher digits dropped) into `out`.
-std::string_view format_fixed(std::uint64_t v, std::size_t width, std::span<char> out) noexcept {
-  AS_ASSERT(width <= out.size());
-  for (std::size_t i = width; i > 0; --i) {
-    out[i - 1] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  }
-  return {out.data(), width};
 }
 
 // The issuer's calendar (UTC) for the day and month counters (base/civil_date.h).

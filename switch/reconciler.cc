@@ -7,20 +7,11 @@
 
 #include "base/assert.h"
 #include "risk/time_zone.h"
+#include "switch/format_internal.h"
 #include "switch/journal_internal.h"
 
 namespace authswitch::switching {
 namespace {
-
-// `v` as exactly `width` decimal digits (zero-filled; higher digits dropped).
-std::string_view format_fixed(std::uint64_t v, std::size_t width, std::span<char> out) noexcept {
-  AS_ASSERT(width <= out.size());
-  for (std::size_t i = width; i > 0; --i) {
-    out[i - 1] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  }
-  return {out.data(), width};
-}
 
 [[nodiscard]] std::string_view op_name(ReconItem::Op op) noexcept {
   switch (op) {
@@ -78,10 +69,7 @@ void append_json_line(std::string& out, const ReconRecord& r,
                       std::span<const std::string> networks) {
   using journal_json::put_number;
   using journal_json::put_string;
-  out += R"({"time":")";
-  journal_json::put_time(out, r.time_ms);
-  out += R"(","network":)";
-  put_string(out, journal_json::network_name(networks, r.network));
+  journal_json::put_line_start(out, r.time_ms, networks, r.network);
   out += R"(,"kind":)";
   put_string(out, to_string(r.kind));
   out += R"(,"state":)";
