@@ -66,6 +66,14 @@ std::string_view network_name(std::span<const std::string> networks, std::uint16
   return index < networks.size() ? std::string_view(networks[index]) : std::string_view("?");
 }
 
+void put_line_start(std::string& out, std::int64_t time_ms, std::span<const std::string> networks,
+                    std::uint16_t network) {
+  out += R"({"time":")";
+  put_time(out, time_ms);
+  out += R"(","network":)";
+  put_string(out, network_name(networks, network));
+}
+
 }  // namespace journal_json
 
 void AuditRecord::set_masked_pan(std::string_view pan_masked) noexcept {
@@ -80,10 +88,7 @@ void append_json_line(std::string& out, const AuditRecord& r,
                       std::span<const std::string> networks) {
   using journal_json::put_number;
   using journal_json::put_string;
-  out += R"({"time":")";
-  journal_json::put_time(out, r.time_ms);
-  out += R"(","network":)";
-  put_string(out, journal_json::network_name(networks, r.network));
+  journal_json::put_line_start(out, r.time_ms, networks, r.network);
   out += R"(,"mti":")";
   std::array<char, 5> mti{};
   std::snprintf(mti.data(), mti.size(), "%04u", static_cast<unsigned>(r.mti % 10'000));

@@ -34,6 +34,10 @@ void put_time(std::string& out, std::int64_t ms);
 // The name of network `index`, or "?".
 [[nodiscard]] std::string_view network_name(std::span<const std::string> networks,
                                             std::uint16_t index) noexcept;
+// Opens a journal line with the members every record starts with: {"time":"...","network":...
+// (the record's formatter appends the rest, each member after a ',', and the closing "}\n").
+void put_line_start(std::string& out, std::int64_t time_ms, std::span<const std::string> networks,
+                    std::uint16_t network);
 
 }  // namespace journal_json
 
