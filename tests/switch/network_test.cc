@@ -23,7 +23,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -35,12 +34,12 @@
 
 #include "iso8583/dialect_loader.h"
 #include "iso8583/message.h"
-#include "risk/rules.h"
 #include "switch/config.h"
 #include "switch/log.h"
 #include "switch/server.h"
 #include "tests/support/alloc_counter.h"
-#include "tests/support/redis_fixture.h"
+#include "tests/switch/server_fixture.h"
+#include "tests/switch/test_client.h"
 #include "tests/switch/test_messages.h"
 
 namespace authswitch::switching {
@@ -162,143 +161,6 @@ SslCtxPtr server_ctx() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A blocking peer (client or accepted connection), plain or TLS, speaking len2-binary frames.
-
-class Peer {
- public:
-  // Connects to 127.0.0.1:port; with `ctx`, handshakes TLS (handshake_ok() says whether it
-  // finished).
-  static std::unique_ptr<Peer> connect(std::uint16_t port, SSL_CTX* ctx = nullptr) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ADD_FAILURE() << "connect failed";
-    }
-    auto p = std::unique_ptr<Peer>(new Peer(fd));
-    if (ctx != nullptr) {
-      p->ssl_ = SSL_new(ctx);
-      SSL_set_fd(p->ssl_, fd);
-      SSL_set1_host(p->ssl_, "127.0.0.1");
-      p->handshake_ok_ = SSL_connect(p->ssl_) == 1;
-    }
-    return p;
-  }
-  // Wraps an accepted socket; with `ctx`, handshakes TLS as the server.
-  static std::unique_ptr<Peer> accepted(int fd, SSL_CTX* ctx = nullptr) {
-    auto p = std::unique_ptr<Peer>(new Peer(fd));
-    if (ctx != nullptr) {
-      p->ssl_ = SSL_new(ctx);
-      SSL_set_fd(p->ssl_, fd);
-      p->handshake_ok_ = SSL_accept(p->ssl_) == 1;
-    }
-    return p;
-  }
-  ~Peer() {
-    if (ssl_ != nullptr) {
-      SSL_free(ssl_);
-    }
-    ::close(fd_);
-  }
-  Peer(const Peer&) = delete;
-  Peer& operator=(const Peer&) = delete;
-
-  [[nodiscard]] bool handshake_ok() const { return handshake_ok_; }
-  void set_timeout(std::chrono::milliseconds t) const {
-    timeval tv{static_cast<time_t>(t.count() / 1000),
-               static_cast<suseconds_t>(t.count() % 1000 * 1000)};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-
-  bool send_raw(const std::vector<std::byte>& bytes) const {
-    if (ssl_ != nullptr) {
-      return SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size())) ==
-             static_cast<int>(bytes.size());
-    }
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
-  }
-  static std::vector<std::byte> frame(const std::vector<std::byte>& message) {
-    std::vector<std::byte> out = {static_cast<std::byte>(message.size() >> 8U),
-                                  static_cast<std::byte>(message.size() & 0xFFU)};
-    out.insert(out.end(), message.begin(), message.end());
-    return out;
-  }
-  bool send(const std::vector<std::byte>& message) const { return send_raw(frame(message)); }
-  bool send(const Txn& t) const { return send(encode(t)); }
-
-  // The next message, or empty on EOF, error or timeout.
-  std::vector<std::byte> receive() const {
-    std::array<std::byte, 2> len{};
-    if (!read_exact(len.data(), 2)) {
-      return {};
-    }
-    const auto n =
-        (std::to_integer<std::size_t>(len[0]) << 8U) | std::to_integer<std::size_t>(len[1]);
-    std::vector<std::byte> msg(n);
-    if (!read_exact(msg.data(), n)) {
-      return {};
-    }
-    return msg;
-  }
-  // Reads `frames` whole frames into `buf` (sized by the caller); no allocation.
-  bool receive_raw(std::size_t frames, std::vector<std::byte>& buf) const {
-    std::size_t at = 0;
-    for (std::size_t i = 0; i < frames; ++i) {
-      if (buf.size() - at < 2 || !read_exact(buf.data() + at, 2)) {
-        return false;
-      }
-      const auto n =
-          (std::to_integer<std::size_t>(buf[at]) << 8U) | std::to_integer<std::size_t>(buf[at + 1]);
-      at += 2;
-      if (buf.size() - at < n || !read_exact(buf.data() + at, n)) {
-        return false;
-      }
-      at += n;
-    }
-    return true;
-  }
-  // True when the other side closed the connection (EOF or reset before any byte).
-  [[nodiscard]] bool closed_by_peer() const {
-    std::byte b{};
-    if (ssl_ != nullptr) {
-      const int r = SSL_read(ssl_, &b, 1);
-      if (r > 0) {
-        return false;
-      }
-      const int e = SSL_get_error(ssl_, r);
-      return e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SSL ||
-             (e == SSL_ERROR_SYSCALL && errno != EAGAIN && errno != EWOULDBLOCK);
-    }
-    const ssize_t r = ::recv(fd_, &b, 1, 0);
-    return r == 0 || (r < 0 && errno == ECONNRESET);
-  }
-
- private:
-  explicit Peer(int fd) : fd_(fd) {
-    set_timeout(10s);  // no test waits forever (sanitizer builds on a busy machine are slow)
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  bool read_exact(std::byte* p, std::size_t n) const {
-    std::size_t got = 0;
-    while (got < n) {
-      const ssize_t r = ssl_ != nullptr ? SSL_read(ssl_, p + got, static_cast<int>(n - got))
-                                        : ::recv(fd_, p + got, n - got, 0);
-      if (r <= 0) {
-        return false;
-      }
-      got += static_cast<std::size_t>(r);
-    }
-    return true;
-  }
-  int fd_ = -1;
-  SSL* ssl_ = nullptr;
-  bool handshake_ok_ = true;
-};
-
 // A listening socket on a free loopback port, for dial networks to connect to.
 class Acceptor {
  public:
@@ -320,13 +182,14 @@ class Acceptor {
   Acceptor& operator=(const Acceptor&) = delete;
   [[nodiscard]] std::uint16_t port() const { return port_; }
   // The next connection within `timeout`, or null.
-  std::unique_ptr<Peer> accept(std::chrono::milliseconds timeout, SSL_CTX* ctx = nullptr) const {
+  std::unique_ptr<TestClient> accept(std::chrono::milliseconds timeout,
+                                     SSL_CTX* ctx = nullptr) const {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
       return nullptr;
     }
     const int fd = ::accept(fd_, nullptr, nullptr);
-    return fd < 0 ? nullptr : Peer::accepted(fd, ctx);
+    return fd < 0 ? nullptr : TestClient::accepted(fd, ctx);
   }
 
  private:
@@ -361,20 +224,6 @@ Msg read_msg(const std::vector<std::byte>& bytes) {
   m.de39 = text(39);
   m.de70 = text(70);
   return m;
-}
-
-Txn network_message(const std::string& de70, const std::string& stan) {
-  Txn t;
-  t.mti = 800;
-  t.pan.clear();
-  t.de3.clear();
-  t.amount.clear();
-  t.mcc.clear();
-  t.expiry.clear();
-  t.currency.clear();
-  t.de70 = de70;
-  t.stan = stan;
-  return t;
 }
 
 // An 0810 answering an 0800 with DE 11 `stan`.
@@ -417,18 +266,11 @@ std::string held(redisContext& redis, const std::string& account) {
 // ---------------------------------------------------------------------------------------------
 // Fixture: a switch with the test's networks against the shared redis-server (or its own).
 
-class NetworkTest : public support::SharedRedisTest {
+class NetworkTest : public ServerFixture {
  protected:
   void SetUp() override {
-    support::SharedRedisTest::SetUp();
+    ServerFixture::SetUp();
     seed(redis());
-    std::ofstream(rules_path_) << kRules;
-  }
-  void TearDown() override {
-    stop();
-    switch_.reset();
-    std::filesystem::remove(rules_path_);
-    support::SharedRedisTest::TearDown();
   }
   void seed(redisContext& r) {
     seed_profile(r);
@@ -444,36 +286,15 @@ class NetworkTest : public support::SharedRedisTest {
   }
   // Starts a switch serving `networks` ([[network]] tables).
   void start(const std::string& networks, int shards = 1, std::uint16_t redis_port = 0) {
-    config_ =
+    start_server(
         load_config(config_text(networks, redis_port != 0 ? redis_port : server().port(), shards),
-                    "network_test.toml");
-    switch_ = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
-    if (config_.networks[0].role == NetworkRole::kListen) {
-      port_ = switch_->listening_port(0);
-    }
-    thread_ = std::thread([this] { switch_->run(); });
-  }
-  void stop() {
-    if (thread_.joinable()) {
-      switch_->stop();
-      thread_.join();
-    }
+                    "network_test.toml"));
   }
   static std::string listen_network(const std::string& extra) {
     return "[[network]]\nname = \"acq\"\nrole = \"listen\"\naddress = \"127.0.0.1:0\"\nbudget = "
            "\"500ms\"\necho_interval = \"0s\"\n" +
            extra;
   }
-
-  std::string rules_path_ = (std::filesystem::temp_directory_path() /
-                             ("network_test_rules_" + std::to_string(::getpid()) + ".toml"))
-                                .string();
-  limits::TokenKey key_ = limits::TokenKey::from_hex(kKeyHex, "test key");
-  limits::SoftwareCardCrypto crypto_{key_};
-  SwitchConfig config_;
-  std::unique_ptr<Server> switch_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
 };
 
 std::string server_tls(bool mutual) {
@@ -485,7 +306,7 @@ std::string server_tls(bool mutual) {
 TEST_F(NetworkTest, TlsListenServesRequests) {
   start(listen_network(server_tls(false)));
   const SslCtxPtr ctx = client_ctx();
-  const auto c = Peer::connect(port_, ctx.get());
+  const auto c = std::make_unique<TestClient>(port_, ctx.get());
   ASSERT_TRUE(c->handshake_ok());  // the server's certificate verifies for 127.0.0.1
   ASSERT_TRUE(c->send(purchase("000101")));
   const Msg a = read_msg(c->receive());
@@ -493,7 +314,7 @@ TEST_F(NetworkTest, TlsListenServesRequests) {
   EXPECT_EQ(a.de11, "000101");
   EXPECT_EQ(a.de39, "00");
   // A plain TCP client on a TLS port gets no answer: its bytes are not a TLS handshake.
-  const auto plain = Peer::connect(port_);
+  const auto plain = std::make_unique<TestClient>(port_);
   plain->set_timeout(2s);
   ASSERT_TRUE(plain->send(purchase("000102")));
   EXPECT_TRUE(plain->receive().empty());
@@ -506,14 +327,14 @@ TEST_F(NetworkTest, MutualTlsRefusesClientsWithoutAGoodCertificate) {
   // No client certificate: refused (with TLS 1.3 the client may finish its side of the
   // handshake before the server's alert arrives, so the test asks for an answer instead).
   const SslCtxPtr none = client_ctx();
-  const auto anonymous = Peer::connect(port_, none.get());
+  const auto anonymous = std::make_unique<TestClient>(port_, none.get());
   if (anonymous->handshake_ok()) {
     (void)anonymous->send(purchase("000201"));
     EXPECT_TRUE(anonymous->receive().empty());
   }
   // A certificate from another CA: refused.
   const SslCtxPtr other = client_ctx(k.other_crt, k.other_key);
-  const auto stranger = Peer::connect(port_, other.get());
+  const auto stranger = std::make_unique<TestClient>(port_, other.get());
   if (stranger->handshake_ok()) {
     (void)stranger->send(purchase("000202"));
     EXPECT_TRUE(stranger->receive().empty());
@@ -521,7 +342,7 @@ TEST_F(NetworkTest, MutualTlsRefusesClientsWithoutAGoodCertificate) {
   EXPECT_TRUE(wait_for([&] { return switch_->totals().tls_failures == 2; }));
   // A certificate of the configured CA: served.
   const SslCtxPtr good = client_ctx(k.client_crt, k.client_key);
-  const auto member = Peer::connect(port_, good.get());
+  const auto member = std::make_unique<TestClient>(port_, good.get());
   ASSERT_TRUE(member->handshake_ok());
   ASSERT_TRUE(member->send(purchase("000203")));
   EXPECT_EQ(read_msg(member->receive()).de39, "00");
@@ -603,7 +424,7 @@ TEST_F(NetworkTest, DialClosesARefusedSignOnAndSignsOnAgain) {
 // A peer that connects to a TLS port and never finishes the handshake does not keep its slot.
 TEST_F(NetworkTest, UnfinishedTlsHandshakeIsClosed) {
   start(listen_network(server_tls(false)));
-  const auto silent = Peer::connect(port_);
+  const auto silent = std::make_unique<TestClient>(port_);
   silent->set_timeout(10s);
   EXPECT_TRUE(silent->closed_by_peer());  // after the 5 s handshake deadline
   EXPECT_EQ(switch_->totals().closed_timeout, 1U);
@@ -627,8 +448,8 @@ TEST_F(NetworkTest, TlsDialVerifiesTheServerAndServes) {
 
 TEST_F(NetworkTest, SignOnIsEnforcedPerConnection) {
   start(listen_network("sign_on_required = true\n"), 2);
-  const auto a = Peer::connect(port_);
-  const auto b = Peer::connect(port_);
+  const auto a = std::make_unique<TestClient>(port_);
+  const auto b = std::make_unique<TestClient>(port_);
   ASSERT_TRUE(a->send(purchase("000501")));
   EXPECT_EQ(read_msg(a->receive()).de39, "91");
   Txn advice = purchase("000502");
@@ -659,7 +480,7 @@ TEST_F(NetworkTest, IdleEchoIsMatchedAndUnansweredEchoesCloseTheLink) {
   start(
       "[[network]]\nname = \"acq\"\nrole = \"listen\"\naddress = \"127.0.0.1:0\"\nbudget = "
       "\"200ms\"\necho_interval = \"1s\"\n");
-  const auto c = Peer::connect(port_);
+  const auto c = std::make_unique<TestClient>(port_);
   const Msg echo = read_msg(c->receive());
   ASSERT_EQ(echo.mti, 800);
   EXPECT_EQ(echo.de70, "301");
@@ -683,9 +504,9 @@ TEST_F(NetworkTest, IdleEchoIsMatchedAndUnansweredEchoesCloseTheLink) {
 
 TEST_F(NetworkTest, SlowWriterIsClosedAfterReadTimeout) {
   start(listen_network("read_timeout = \"300ms\"\n"));
-  const auto slow = Peer::connect(port_);
-  const auto steady = Peer::connect(port_);
-  std::vector<std::byte> whole = Peer::frame(encode(purchase("000601")));
+  const auto slow = std::make_unique<TestClient>(port_);
+  const auto steady = std::make_unique<TestClient>(port_);
+  std::vector<std::byte> whole = TestClient::frame(encode(purchase("000601")));
   // Half a frame, then nothing.
   ASSERT_TRUE(slow->send_raw({whole.begin(), whole.begin() + 20}));
   const auto sent = SteadyClock::now();
@@ -712,7 +533,7 @@ TEST_F(NetworkTest, SlowReaderIsClosedWhenItsWriteBufferIsFull) {
   ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   std::vector<std::byte> burst;
   for (int i = 0; i < 1'000; ++i) {
-    const auto f = Peer::frame(encode(purchase(std::to_string(100'000 + i))));
+    const auto f = TestClient::frame(encode(purchase(std::to_string(100'000 + i))));
     burst.insert(burst.end(), f.begin(), f.end());
   }
   bool sending = true;
@@ -724,7 +545,7 @@ TEST_F(NetworkTest, SlowReaderIsClosedWhenItsWriteBufferIsFull) {
   EXPECT_TRUE(wait_for([&] { return switch_->totals().closed_slow_reader == 1; }, 20s));
   ::close(fd);
   // Others are served as before.
-  const auto c = Peer::connect(port_);
+  const auto c = std::make_unique<TestClient>(port_);
   ASSERT_TRUE(c->send(purchase("000901")));
   EXPECT_FALSE(read_msg(c->receive()).de39.empty());
 }
@@ -739,7 +560,7 @@ TEST_F(NetworkTest, RedisKilledAndRestartedUnderTraffic) {
   auto r = own.connect();
   seed(*r);
   start(listen_network(""), 1, own.port());
-  const auto c = Peer::connect(port_);
+  const auto c = std::make_unique<TestClient>(port_);
   std::atomic<int> approved{0};
   std::atomic<int> declined{0};
   std::atomic<int> unanswered{0};
@@ -838,13 +659,13 @@ TEST_F(NetworkTest, SigtermOfTheBinaryAnswersEveryRequestInFlight) {
     }
   }
   ASSERT_NE(port, 0) << log;
-  const auto c = Peer::connect(port);
+  const auto c = std::make_unique<TestClient>(port);
   ASSERT_TRUE(c->send(purchase("000800")));
   ASSERT_EQ(read_msg(c->receive()).de39, "00");  // accepting, Redis ready
   std::vector<std::byte> burst;
   constexpr int kRequests = 50;
   for (int i = 0; i < kRequests; ++i) {
-    const auto f = Peer::frame(encode(purchase(std::to_string(800'001 + i))));
+    const auto f = TestClient::frame(encode(purchase(std::to_string(800'001 + i))));
     burst.insert(burst.end(), f.begin(), f.end());
   }
   ASSERT_TRUE(c->send_raw(burst));
@@ -877,20 +698,20 @@ TEST_F(NetworkTest, AllocationsPerMessageOverTlsOnceWarm) {
   start(listen_network(server_tls(false)) +
         "[[network]]\nname = \"plain\"\nrole = \"listen\"\naddress = \"127.0.0.1:0\"\n");
   const SslCtxPtr ctx = client_ctx();
-  const auto tls = Peer::connect(port_, ctx.get());
+  const auto tls = std::make_unique<TestClient>(port_, ctx.get());
   ASSERT_TRUE(tls->handshake_ok());
-  const auto plain = Peer::connect(switch_->listening_port(1));
+  const auto plain = std::make_unique<TestClient>(switch_->listening_port(1));
   const auto burst = [](int n, int first) {
     std::vector<std::byte> out;
     for (int i = 0; i < n; ++i) {
-      const auto f = Peer::frame(encode(purchase(std::to_string(first + i))));
+      const auto f = TestClient::frame(encode(purchase(std::to_string(first + i))));
       out.insert(out.end(), f.begin(), f.end());
     }
     return out;
   };
   std::vector<std::byte> in(1 << 20);
   for (int round = 0; round < 4; ++round) {
-    for (const Peer* c : {tls.get(), plain.get()}) {
+    for (const TestClient* c : {tls.get(), plain.get()}) {
       ASSERT_TRUE(c->send_raw(burst(100, 900'000 + round * 100 + (c == tls.get() ? 0 : 500))));
       ASSERT_TRUE(c->receive_raw(100, in));
     }
@@ -900,7 +721,7 @@ TEST_F(NetworkTest, AllocationsPerMessageOverTlsOnceWarm) {
     std::uint64_t openssl = 0;         // every thread
     std::uint64_t openssl_client = 0;  // this thread: the test's client
   };
-  const auto measure = [&](const Peer& c, int first) {
+  const auto measure = [&](const TestClient& c, int first) {
     const std::vector<std::byte> measured = burst(200, first);
     const std::uint64_t before = support::process_allocations();
     const std::uint64_t openssl_before = g_openssl_allocations.load();

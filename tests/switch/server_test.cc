@@ -18,7 +18,6 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,97 +26,12 @@
 #include "risk/rules.h"
 #include "switch/config.h"
 #include "tests/support/alloc_counter.h"
-#include "tests/support/redis_fixture.h"
+#include "tests/switch/server_fixture.h"
+#include "tests/switch/test_client.h"
 #include "tests/switch/test_messages.h"
 
 namespace authswitch::switching {
 namespace {
-
-// A blocking loopback client speaking len2-binary frames.
-class Client {
- public:
-  explicit Client(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ADD_FAILURE() << "connect failed";
-    }
-    timeval tv{5, 0};  // no test waits forever
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  ~Client() { ::close(fd_); }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-
-  void send_raw(const std::vector<std::byte>& bytes) const {
-    ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL),
-              static_cast<ssize_t>(bytes.size()));
-  }
-  static std::vector<std::byte> frame(const std::vector<std::byte>& message) {
-    std::vector<std::byte> out = {static_cast<std::byte>(message.size() >> 8U),
-                                  static_cast<std::byte>(message.size() & 0xFFU)};
-    out.insert(out.end(), message.begin(), message.end());
-    return out;
-  }
-  void send(const Txn& t) const { send_raw(frame(encode(t))); }
-
-  // The next response message, or empty on EOF / timeout.
-  std::vector<std::byte> receive() const {
-    std::array<std::byte, 2> len{};
-    if (!read_exact(len.data(), 2)) {
-      return {};
-    }
-    const auto n =
-        (std::to_integer<std::size_t>(len[0]) << 8U) | std::to_integer<std::size_t>(len[1]);
-    std::vector<std::byte> msg(n);
-    if (!read_exact(msg.data(), n)) {
-      return {};
-    }
-    return msg;
-  }
-  // Reads `frames` whole len2-binary frames into `buf` (sized by the caller); no allocation.
-  // False on EOF, timeout or a buffer too small.
-  bool receive_raw(std::size_t frames, std::vector<std::byte>& buf) const {
-    std::size_t at = 0;
-    for (std::size_t i = 0; i < frames; ++i) {
-      if (buf.size() - at < 2 || !read_exact(buf.data() + at, 2)) {
-        return false;
-      }
-      const auto n =
-          (std::to_integer<std::size_t>(buf[at]) << 8U) | std::to_integer<std::size_t>(buf[at + 1]);
-      at += 2;
-      if (buf.size() - at < n || !read_exact(buf.data() + at, n)) {
-        return false;
-      }
-      at += n;
-    }
-    return true;
-  }
-  // True when the server closed the connection (EOF before any byte).
-  [[nodiscard]] bool closed_by_peer() const {
-    std::byte b{};
-    return ::recv(fd_, &b, 1, 0) == 0;
-  }
-
- private:
-  bool read_exact(std::byte* p, std::size_t n) const {
-    std::size_t got = 0;
-    while (got < n) {
-      const ssize_t r = ::recv(fd_, p + got, n - got, 0);
-      if (r <= 0) {
-        return false;
-      }
-      got += static_cast<std::size_t>(r);
-    }
-    return true;
-  }
-  int fd_ = -1;
-};
 
 struct Answer {
   std::uint16_t mti = 0;
@@ -150,16 +64,16 @@ std::vector<std::byte> burst(int n, int first_stan) {
     Txn t;
     t.stan = std::to_string(first_stan + i);
     t.amount = "000000000100";
-    const auto f = Client::frame(encode(t));
+    const auto f = TestClient::frame(encode(t));
     out.insert(out.end(), f.begin(), f.end());
   }
   return out;
 }
 
-class ServerTest : public support::SharedRedisTest {
+class ServerTest : public ServerFixture {
  protected:
   void SetUp() override {
-    support::SharedRedisTest::SetUp();
+    ServerFixture::SetUp();
     seed_profile(redis());
     seed_account(redis(), "R", 100'000'000);
     seed_account(redis(), "P", 5'000);
@@ -173,58 +87,36 @@ class ServerTest : public support::SharedRedisTest {
         "\"127.0.0.1:0\"\n[rules]\nfile = "
         "\"" +
         rules_path_ + "\"\n[audit]\npath = \"" + audit_path_ + "\"\n";
-    std::ofstream(rules_path_) << kRules;
-    config_ = load_config(text, "server_test.toml");
-    switch_ = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
-    port_ = switch_->listening_port(0);
-    thread_ = std::thread([this] { switch_->run(); });
+    start_server(load_config(text, "server_test.toml"));
   }
   void TearDown() override {
-    stop();
-    switch_.reset();
+    ServerFixture::TearDown();
     std::filesystem::remove(audit_path_);
-    std::filesystem::remove(rules_path_);
-    support::SharedRedisTest::TearDown();
-  }
-  void stop() {
-    if (thread_.joinable()) {
-      switch_->stop();
-      thread_.join();
-    }
   }
 
-  // Each test's own rule file (the set the switch starts with is kRules) and journal file.
-  std::string rules_path_ = (std::filesystem::temp_directory_path() /
-                             ("server_test_rules_" + std::to_string(::getpid()) + ".toml"))
-                                .string();
+  // Each test's own journal file.
   std::string audit_path_ = (std::filesystem::temp_directory_path() /
                              ("server_test_audit_" + std::to_string(::getpid()) + ".jsonl"))
                                 .string();
-  limits::TokenKey key_ = limits::TokenKey::from_hex(kKeyHex, "test key");
-  limits::SoftwareCardCrypto crypto_{key_};
-  SwitchConfig config_;
-  std::unique_ptr<Server> switch_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
 };
 
 TEST_F(ServerTest, ApprovesAndDeclinesOverTcp) {
-  const Client c(port_);
+  const TestClient c(port_);
   Txn t;
-  c.send(t);
+  EXPECT_TRUE(c.send(t));
   Answer a = decode_answer(c.receive());
   EXPECT_EQ(a.mti, 110);
   EXPECT_EQ(a.de39, "00");
   Txn poor;
   poor.pan = kPanPoor;
   poor.stan = "000002";
-  c.send(poor);
+  EXPECT_TRUE(c.send(poor));
   a = decode_answer(c.receive());
   EXPECT_EQ(a.de39, "10");  // 125.00 against 50.00: a purchase is approved partially
   Txn gambling;
   gambling.mcc = "7995";
   gambling.stan = "000003";
-  c.send(gambling);
+  EXPECT_TRUE(c.send(gambling));
   EXPECT_EQ(decode_answer(c.receive()).de39, "57");
   // The audit journal has a line per answered request, with the PAN masked.
   stop();
@@ -276,10 +168,10 @@ std::string http_post(std::uint16_t port, const std::string& path) {
 
 TEST_F(ServerTest, MetricsAndHealthOverHttp) {
   ASSERT_NE(switch_->http_port(), 0);
-  const Client c(port_);
+  const TestClient c(port_);
   Txn t;
   t.stan = "700001";
-  c.send(t);
+  EXPECT_TRUE(c.send(t));
   ASSERT_EQ(decode_answer(c.receive()).de39, "00");
   const std::string metrics = http_get(switch_->http_port(), "/metrics");
   EXPECT_EQ(metrics.rfind("HTTP/1.1 200", 0), 0U) << metrics;
@@ -307,11 +199,11 @@ TEST_F(ServerTest, MetricsAndHealthOverHttp) {
 }
 
 TEST_F(ServerTest, RulesReloadWholeAndABadFileChangesNothing) {
-  const Client c(port_);
+  const TestClient c(port_);
   Txn gambling;
   gambling.mcc = "7995";
   gambling.stan = "800001";
-  c.send(gambling);
+  EXPECT_TRUE(c.send(gambling));
   EXPECT_EQ(decode_answer(c.receive()).de39, "57");
   const auto wait_for = [&](auto done) {
     for (int i = 0; i < 2'000 && !done(); ++i) {
@@ -325,7 +217,7 @@ TEST_F(ServerTest, RulesReloadWholeAndABadFileChangesNothing) {
   switch_->reload_rules();
   ASSERT_TRUE(wait_for([&] { return switch_->totals().rule_reloads == 1; }));
   gambling.stan = "800002";
-  c.send(gambling);
+  EXPECT_TRUE(c.send(gambling));
   EXPECT_EQ(decode_answer(c.receive()).de39, "00");
   // The same through the HTTP endpoint (what `authswitch-admin rules reload` posts).
   EXPECT_EQ(http_post(switch_->http_port(), "/-/reload").rfind("HTTP/1.1 202", 0), 0U);
@@ -335,33 +227,23 @@ TEST_F(ServerTest, RulesReloadWholeAndABadFileChangesNothing) {
   switch_->reload_rules();
   ASSERT_TRUE(wait_for([&] { return switch_->totals().rule_reload_failures == 1; }));
   gambling.stan = "800003";
-  c.send(gambling);
+  EXPECT_TRUE(c.send(gambling));
   EXPECT_EQ(decode_answer(c.receive()).de39, "00");
   EXPECT_EQ(switch_->totals().rule_reloads, 2U);
 }
 
 TEST_F(ServerTest, NetworkManagementIsAnsweredAtOnce) {
-  const Client c(port_);
-  Txn echo;
-  echo.mti = 800;
-  echo.pan.clear();
-  echo.de3.clear();
-  echo.amount.clear();
-  echo.mcc.clear();
-  echo.expiry.clear();
-  echo.currency.clear();
-  echo.de70 = "301";
-  echo.stan = "000004";
-  c.send(echo);
+  const TestClient c(port_);
+  EXPECT_TRUE(c.send(network_message("301", "000004")));
   const Answer a = decode_answer(c.receive());
   EXPECT_EQ(a.mti, 810);
   EXPECT_EQ(a.de39, "00");
 }
 
 TEST_F(ServerTest, ManyPipelinedRequestsOnOneConnectionAllComeBack) {
-  const Client c(port_);
+  const TestClient c(port_);
   constexpr int kRequests = 200;
-  c.send_raw(burst(kRequests, 100'000));  // one write: the switch batches them
+  EXPECT_TRUE(c.send_raw(burst(kRequests, 100'000)));  // one write: the switch batches them
   std::map<std::string, std::string> codes;
   for (int i = 0; i < kRequests; ++i) {
     const Answer a = decode_answer(c.receive());
@@ -376,15 +258,15 @@ TEST_F(ServerTest, ManyPipelinedRequestsOnOneConnectionAllComeBack) {
 }
 
 TEST_F(ServerTest, SeveralConnectionsOnBothShards) {
-  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<std::unique_ptr<TestClient>> clients;
   for (int i = 0; i < 6; ++i) {
-    clients.push_back(std::make_unique<Client>(port_));
+    clients.push_back(std::make_unique<TestClient>(port_));
   }
   for (std::size_t i = 0; i < clients.size(); ++i) {
     Txn t;
     t.stan = std::to_string(200'000 + i);
     t.amount = "000000000100";
-    clients[i]->send(t);
+    EXPECT_TRUE(clients[i]->send(t));
   }
   for (const auto& c : clients) {
     EXPECT_EQ(decode_answer(c->receive()).de39, "00");
@@ -398,20 +280,18 @@ TEST_F(ServerTest, MaxConnectionsIsEnforcedPerNetwork) {
   stop();
   switch_.reset();
   config_.networks[0].max_connections = 2;
-  switch_ = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
-  port_ = switch_->listening_port(0);
-  thread_ = std::thread([this] { switch_->run(); });
-  auto first = std::make_unique<Client>(port_);
-  const Client second(port_);
+  start_server(config_);
+  auto first = std::make_unique<TestClient>(port_);
+  const TestClient second(port_);
   Txn t;
   t.stan = "310001";
-  first->send(t);
+  EXPECT_TRUE(first->send(t));
   EXPECT_EQ(decode_answer(first->receive()).de39, "00");
   t.stan = "310002";
-  second.send(t);
+  EXPECT_TRUE(second.send(t));
   EXPECT_EQ(decode_answer(second.receive()).de39, "00");
   {
-    const Client third(port_);
+    const TestClient third(port_);
     EXPECT_TRUE(third.closed_by_peer());
   }
   EXPECT_EQ(switch_->totals().refused_max_connections, 1U);
@@ -419,9 +299,9 @@ TEST_F(ServerTest, MaxConnectionsIsEnforcedPerNetwork) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   bool served = false;
   for (int attempt = 0; attempt < 50 && !served; ++attempt) {
-    const Client again(port_);
+    const TestClient again(port_);
     t.stan = std::to_string(310'100 + attempt);
-    again.send(t);
+    EXPECT_TRUE(again.send(t));
     served = decode_answer(again.receive()).de39 == "00";
     if (!served) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -431,19 +311,20 @@ TEST_F(ServerTest, MaxConnectionsIsEnforcedPerNetwork) {
 }
 
 TEST_F(ServerTest, BadInputClosesOnlyItsOwnConnection) {
-  const Client good(port_);
-  const Client garbage(port_);
-  const Client oversized(port_);
+  const TestClient good(port_);
+  const TestClient garbage(port_);
+  const TestClient oversized(port_);
   // A frame whose message is not ISO 8583 at all.
-  garbage.send_raw(Client::frame({std::byte{'G'}, std::byte{'A'}, std::byte{'R'}, std::byte{'B'},
-                                  std::byte{'A'}, std::byte{'G'}, std::byte{'E'}}));
+  EXPECT_TRUE(garbage.send_raw(
+      TestClient::frame({std::byte{'G'}, std::byte{'A'}, std::byte{'R'}, std::byte{'B'},
+                         std::byte{'A'}, std::byte{'G'}, std::byte{'E'}})));
   EXPECT_TRUE(garbage.closed_by_peer());
   // A length prefix above the largest frame allowed (8192 by default).
-  oversized.send_raw({std::byte{0xFF}, std::byte{0xFF}, std::byte{'0'}});
+  EXPECT_TRUE(oversized.send_raw({std::byte{0xFF}, std::byte{0xFF}, std::byte{'0'}}));
   EXPECT_TRUE(oversized.closed_by_peer());
   Txn t;
   t.stan = "300001";
-  good.send(t);
+  EXPECT_TRUE(good.send(t));
   EXPECT_EQ(decode_answer(good.receive()).de39, "00");
   EXPECT_EQ(switch_->totals().closed_bad_input, 2U);
   // The shards publish their event counts to /metrics every 10 ms.
@@ -460,13 +341,13 @@ TEST_F(ServerTest, BadInputClosesOnlyItsOwnConnection) {
 }
 
 TEST_F(ServerTest, StopAnswersEveryRequestInFlight) {
-  const Client c(port_);
+  const TestClient c(port_);
   Txn first;  // answered: the switch is accepting and Redis is ready
   first.stan = "399999";
-  c.send(first);
+  EXPECT_TRUE(c.send(first));
   ASSERT_EQ(decode_answer(c.receive()).de39, "00");
   constexpr int kRequests = 50;
-  c.send_raw(burst(kRequests, 400'000));
+  EXPECT_TRUE(c.send_raw(burst(kRequests, 400'000)));
   std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the switch read them
   switch_->stop();
   int answered = 0;
@@ -493,10 +374,10 @@ TEST_F(ServerTest, StartedStoppedAndDestroyedAgainAndAgainIsClean) {
     auto s = std::make_unique<Server>(config_, risk::compile_rules(kRules, "rules.toml"), key_);
     std::thread t([&s] { s->run(); });
     if (i % 2 == 0) {  // half the time with a connection made and answered first
-      const Client c(s->listening_port(0));
+      const TestClient c(s->listening_port(0));
       Txn txn;
       txn.stan = std::to_string(500'000 + i);
-      c.send(txn);
+      EXPECT_TRUE(c.send(txn));
       EXPECT_EQ(decode_answer(c.receive()).de39, "00");
     }
     s->stop();
@@ -508,16 +389,16 @@ TEST_F(ServerTest, StartedStoppedAndDestroyedAgainAndAgainIsClean) {
 }
 
 TEST_F(ServerTest, NoAllocationPerMessageOnceWarm) {
-  const Client c(port_);
+  const TestClient c(port_);
   std::vector<std::byte> in(1 << 20);
   // Warm up: every shard-side buffer, slot and handler is used a few times.
   for (int round = 0; round < 4; ++round) {
-    c.send_raw(burst(100, 500'000 + round * 100));
+    EXPECT_TRUE(c.send_raw(burst(100, 500'000 + round * 100)));
     ASSERT_TRUE(c.receive_raw(100, in));
   }
   const std::vector<std::byte> measured = burst(200, 600'000);  // built before counting
   const std::uint64_t before = support::process_allocations();
-  c.send_raw(measured);
+  EXPECT_TRUE(c.send_raw(measured));
   const bool all = c.receive_raw(200, in);
   const std::uint64_t after = support::process_allocations();
   ASSERT_TRUE(all);

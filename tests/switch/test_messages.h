@@ -1,7 +1,8 @@
 #pragma once
-// Test messages and test data for the switch's tests (processor_test.cc, server_test.cc): one
-// request's fields, encoded with MessageBuilder in iso87-ascii, and the Redis records of test
-// accounts, cards and the default profile (as authswitch-admin would write them).
+// Test messages and test data for the switch's tests (processor_test.cc, server_test.cc,
+// network_test.cc, reconciler_test.cc): one request's fields, encoded with MessageBuilder in
+// iso87-ascii, and the Redis records of test accounts, cards and the default profile (as
+// authswitch-admin would write them).
 // Thread-safety: functions only; the Redis connection belongs to the caller's thread.
 
 #include <array>
@@ -67,6 +68,21 @@ struct Txn {
     return "0100" + stan + de7 + acquirer + "00000000000";
   }
 };
+
+// An 0800 network-management request: DE 70 `de70` (001 sign-on, 002 sign-off, 301 echo).
+inline Txn network_message(const std::string& de70, const std::string& stan) {
+  Txn t;
+  t.mti = 800;
+  t.pan.clear();
+  t.de3.clear();
+  t.amount.clear();
+  t.mcc.clear();
+  t.expiry.clear();
+  t.currency.clear();
+  t.de70 = de70;
+  t.stan = stan;
+  return t;
+}
 
 inline std::vector<std::byte> encode(const Txn& t) {
   const iso8583::Dialect& d = iso8583::builtin_dialect("iso87-ascii");
