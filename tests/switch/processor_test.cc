@@ -27,9 +27,9 @@
 #include "risk/rule_store.h"
 #include "risk/rules.h"
 #include "tests/support/alloc_counter.h"
-#include "tests/support/pipeline_driver.h"
 #include "tests/support/redis_fixture.h"
 #include "tests/support/redis_server.h"
+#include "tests/switch/processor_fixture.h"
 #include "tests/switch/test_messages.h"
 
 namespace authswitch::switching {
@@ -122,30 +122,14 @@ class ProcessorTest : public support::SharedRedisTest {
     processor_.reset();
   }
 
-  static Processor::Options options() {
-    Processor::Options o;
-    o.in_flight_max = 64;
-    o.max_message_bytes = 1024;
-    o.budget = 1000ms;
-    o.approval_prefix = "A";
-    return o;
-  }
+  static Processor::Options options() { return test_processor_options(1000ms); }
 
   void start(const Processor::Options& o) {
     processor_.reset();
     directory_.reset();
     pipeline_.reset();
-    limits::RedisPipeline::Options po;
-    po.host = support::RedisServer::kHost;
-    po.port = server().port();
-    po.backoff_min = 10ms;
-    po.backoff_max = 100ms;
-    pipeline_ = std::make_unique<limits::RedisPipeline>(po);
-    limits::CardDirectory::Options dopt;
-    dopt.capacity = 1024;
-    dopt.max_profiles = 16;
-    dopt.max_pending_loads = 64;
-    directory_ = std::make_unique<limits::CardDirectory>(*pipeline_, dopt);
+    pipeline_ = make_test_pipeline(server().port(), 10ms, 100ms);
+    directory_ = make_test_directory(*pipeline_);
     processor_ = std::make_unique<Processor>(iso8583::builtin_dialect("iso87-ascii"), *pipeline_,
                                              *directory_, reader_, crypto_, o, sink_);
     ASSERT_TRUE(run_until([&] { return pipeline_->ready() && directory_->ready(); }));
@@ -154,17 +138,7 @@ class ProcessorTest : public support::SharedRedisTest {
   // The shard's loop: ticks, poll, dispatch; until `done` or `limit`.
   template <typename Pred>
   bool run_until(Pred done, std::chrono::milliseconds limit = 3000ms) {
-    const auto end = Clock::now() + limit;
-    while (!done()) {
-      if (Clock::now() > end) {
-        return false;
-      }
-      const auto now = Clock::now();
-      directory_->on_tick(now);
-      processor_->on_tick(now);
-      support::pump(*pipeline_, 1ms);
-    }
-    return true;
+    return run_shard_until(*pipeline_, done, limit, *directory_, *processor_);
   }
 
   HandleStatus submit(std::uint64_t id, const std::vector<std::byte>& bytes) {
@@ -188,8 +162,7 @@ class ProcessorTest : public support::SharedRedisTest {
   }
 
   std::string hget(const std::string& key, const std::string& field) {
-    const auto r = support::redis_command(redis(), {"HGET", key, field});
-    return r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string();
+    return switching::hget(redis(), key, field);
   }
   std::int64_t held(const std::string& account) {
     const std::string v = hget("as:{a:" + account + "}", "held");
@@ -737,15 +710,7 @@ TEST_F(ProcessorTest, RedisDownIsAnsweredByStandInAtOnce) {
 
 TEST_F(ProcessorTest, NoAllocationPerMessageOnceWarm) {
   constexpr int kMessages = 200;
-  std::vector<std::vector<std::byte>> requests;
-  for (int i = 0; i < 2 * kMessages; ++i) {
-    Txn t;
-    t.amount = "000000000010";
-    std::array<char, 8> stan{};
-    std::snprintf(stan.data(), stan.size(), "%06d", 100 + i);
-    t.stan = stan.data();
-    requests.push_back(encode(t));
-  }
+  const std::vector<std::vector<std::byte>> requests = encoded_purchases(2 * kMessages);
   std::size_t next = 0;
   const auto run = [&](int n) {
     for (int i = 0; i < n; ++i) {

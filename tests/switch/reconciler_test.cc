@@ -19,7 +19,6 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <hiredis/hiredis.h>
 #include <nlohmann/json.hpp>
 #include <stdlib.h>
 
@@ -32,8 +31,8 @@
 #include "risk/rules.h"
 #include "switch/processor.h"
 #include "tests/support/alloc_counter.h"
-#include "tests/support/pipeline_driver.h"
 #include "tests/support/redis_server.h"
+#include "tests/switch/processor_fixture.h"
 #include "tests/switch/test_messages.h"
 
 namespace authswitch::switching {
@@ -94,11 +93,7 @@ class ReconcilerTest : public ::testing::Test {
   }
 
   static Processor::Options processor_options() {
-    Processor::Options o;
-    o.in_flight_max = 64;
-    o.max_message_bytes = 1024;
-    o.budget = 100ms;
-    o.approval_prefix = "A";
+    Processor::Options o = test_processor_options(100ms);
     o.stand_in.kind = StandInPolicy::Kind::kApproveUpTo;
     o.stand_in.approve_up_to_minor = 20'000;
     return o;
@@ -108,17 +103,8 @@ class ReconcilerTest : public ::testing::Test {
     journal_ = std::make_unique<ReconJournal>(
         ReconJournal::Options{.path = journal_path().string(), .networks = {"acq"}});
     producer_.emplace(journal_->producer());
-    limits::RedisPipeline::Options o;
-    o.host = support::RedisServer::kHost;
-    o.port = server_->port();
-    o.backoff_min = 10ms;
-    o.backoff_max = 50ms;
-    pipeline_ = std::make_unique<limits::RedisPipeline>(o);
-    limits::CardDirectory::Options dopt;
-    dopt.capacity = 1024;
-    dopt.max_profiles = 16;
-    dopt.max_pending_loads = 64;
-    directory_ = std::make_unique<limits::CardDirectory>(*pipeline_, dopt);
+    pipeline_ = make_test_pipeline(server_->port(), 10ms, 50ms);
+    directory_ = make_test_directory(*pipeline_);
     ro.backoff_min = 20ms;
     ro.backoff_max = 100ms;
     reconciler_ = std::make_unique<Reconciler>(*pipeline_, *directory_, &*producer_, ro);
@@ -143,18 +129,7 @@ class ReconcilerTest : public ::testing::Test {
   // The shard's loop: ticks, poll, dispatch; until `done` or `limit`.
   template <typename Pred>
   bool run_until(Pred done, std::chrono::milliseconds limit = 5000ms) {
-    const auto end = Clock::now() + limit;
-    while (!done()) {
-      if (Clock::now() > end) {
-        return false;
-      }
-      const auto now = Clock::now();
-      directory_->on_tick(now);
-      processor_->on_tick(now);
-      reconciler_->on_tick(now);
-      support::pump(*pipeline_, 1ms);
-    }
-    return true;
+    return run_shard_until(*pipeline_, done, limit, *directory_, *processor_, *reconciler_);
   }
 
   std::uint64_t send(const Txn& t) {
@@ -194,8 +169,7 @@ class ReconcilerTest : public ::testing::Test {
   }
 
   std::string hget(const std::string& key, const std::string& field) {
-    const auto r = support::redis_command(*redis_, {"HGET", key, field});
-    return r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string();
+    return switching::hget(*redis_, key, field);
   }
   std::int64_t number(const std::string& key, const std::string& field) {
     const std::string v = hget(key, field);
@@ -480,15 +454,7 @@ TEST_F(ReconcilerTest, NoAllocationPerQueuedItem) {
   warm();
   stop_redis();
   constexpr int kItems = 200;
-  std::vector<std::vector<std::byte>> requests;
-  for (int i = 0; i < 2 * kItems; ++i) {
-    Txn t;
-    t.amount = "000000000010";
-    std::array<char, 8> stan{};
-    std::snprintf(stan.data(), stan.size(), "%06d", 100 + i);
-    t.stan = stan.data();
-    requests.push_back(encode(t));
-  }
+  const std::vector<std::vector<std::byte>> requests = encoded_purchases(2 * kItems);
   sink_.record = false;
   std::size_t next = 0;
   const auto run = [&](int n) {
