@@ -352,7 +352,9 @@ class Server::Shard {
   struct Dialer {
     std::size_t network = 0;
     std::optional<tcp::socket> connecting;
-    Clock::time_point connect_deadline{};
+    std::optional<tcp::resolver> resolver;  // a host name: resolved anew for each attempt
+    bool resolving = false;
+    Clock::time_point connect_deadline{};  // of the resolution, then of the connect
     Clock::time_point next_attempt{};
     std::chrono::milliseconds backoff{};
     bool live = false;  // a session of this dialer exists
@@ -372,6 +374,7 @@ class Server::Shard {
   void on_tick() noexcept;
   void on_timers(Clock::time_point now) noexcept;
   void start_dial(Dialer& d, Clock::time_point now);
+  void connect(Dialer& d, const tcp::endpoint& endpoint, Clock::time_point now);
   void on_dial_connect(Dialer& d, const boost::system::error_code& ec);
   void retry_later(Dialer& d, Clock::time_point now) noexcept;
   void on_dial_closed(std::size_t network, bool served) noexcept;
@@ -1210,6 +1213,12 @@ void Server::Shard::on_timers(Clock::time_point now) noexcept {
     if (stopping_ || d->live) {
       continue;
     }
+    if (d->resolving) {
+      if (now > d->connect_deadline) {
+        d->resolver->cancel();  // the handler sees operation_aborted and retries later
+      }
+      continue;
+    }
     if (d->connecting) {
       if (now > d->connect_deadline) {
         boost::system::error_code ignored;
@@ -1231,6 +1240,7 @@ void Server::Shard::on_timers(Clock::time_point now) noexcept {
 }
 
 // Connects a dial network's link. A numeric address connects at once; a host name is resolved
+// asynchronously first (asio's resolver thread: getaddrinfo never blocks the shard), then
 // here, blocking this shard for the lookup (once per attempt, never per message); use numeric
 // addresses where a slow resolver matters.
 void Server::Shard::start_dial(Dialer& d, Clock::time_point now) {
@@ -1239,19 +1249,51 @@ void Server::Shard::start_dial(Dialer& d, Clock::time_point now) {
   tcp::endpoint endpoint;
   const auto address = asio::ip::make_address(n.address.host, ec);
   if (!ec) {
-    endpoint = tcp::endpoint(address, n.address.port);
-  } else {
-    tcp::resolver resolver(io_);
-    const auto results = resolver.resolve(n.address.host, std::to_string(n.address.port), ec);
-    if (ec || results.empty()) {
-      stats_.dial_failures.fetch_add(1, std::memory_order_relaxed);
-      log_event(LogLevel::kWarn, "dial_failed", n.name, "cannot resolve: " + ec.message(),
-                {{"address", n.address.text()}});
-      retry_later(d, now);
-      return;
-    }
-    endpoint = results.begin()->endpoint();
+    connect(d, tcp::endpoint(address, n.address.port), now);
+    return;
   }
+  if (!d.resolver) {
+    d.resolver.emplace(io_);
+  }
+  d.resolving = true;
+  d.connect_deadline = now + kConnectTimeout;
+  d.resolver->async_resolve(
+      n.address.host, std::to_string(n.address.port),
+      [this, &d](const boost::system::error_code& e, const tcp::resolver::results_type& results) {
+        d.resolving = false;
+        if (stopping_) {
+          return;
+        }
+        const auto at = Clock::now();
+        if (e || results.empty()) {
+          const NetworkConfig& net = network(d.network);
+          stats_.dial_failures.fetch_add(1, std::memory_order_relaxed);
+          log_event(
+              LogLevel::kWarn, "dial_failed", net.name,
+              "cannot resolve: " + (e == asio::error::operation_aborted ? std::string("timed out")
+                                    : e                                 ? e.message()
+                                        : std::string("no address")),
+              {{"address", net.address.text()}});
+          retry_later(d, at);
+          return;
+        }
+        try {
+          // Every address the name has, in the resolver's order, within one connect deadline.
+          d.connecting.emplace(io_);
+          d.connect_deadline = at + kConnectTimeout;
+          asio::async_connect(*d.connecting, results,
+                              [this, &d](const boost::system::error_code& c, const tcp::endpoint&) {
+                                on_dial_connect(d, c);
+                              });
+        } catch (const std::exception& x) {
+          log_event(LogLevel::kWarn, "dial_failed", network(d.network).name, x.what());
+          d.connecting.reset();
+          retry_later(d, at);
+        }
+      });
+}
+
+void Server::Shard::connect(Dialer& d, const tcp::endpoint& endpoint, Clock::time_point now) {
   d.connecting.emplace(io_);
   d.connect_deadline = now + kConnectTimeout;
   d.connecting->async_connect(
@@ -1305,6 +1347,9 @@ void Server::Shard::on_dial_closed(std::size_t network_index, bool served) noexc
 void Server::Shard::begin_drain() noexcept {
   stopping_ = true;
   for (auto& d : dialers_) {
+    if (d->resolving) {
+      d->resolver->cancel();
+    }
     if (d->connecting) {
       boost::system::error_code ignored;
       d->connecting->close(ignored);

@@ -391,6 +391,33 @@ TEST_F(NetworkTest, DialSignsOnFirstThenServesAndReconnectsAfterBackOff) {
   EXPECT_EQ(switch_->totals().dial_connects, 2U);
 }
 
+// A host name is resolved off the shard's thread (asio's resolver), then every address it has
+// is tried: "localhost" may list ::1 before 127.0.0.1, where the network listens.
+TEST_F(NetworkTest, DialResolvesAHostName) {
+  const Acceptor acceptor;
+  std::string config = dial_network(acceptor.port(), "");
+  const std::string numeric = "127.0.0.1:";
+  config.replace(config.find(numeric), numeric.size(), "localhost:");
+  start(config);
+  auto link = acceptor.accept(15s);
+  ASSERT_NE(link, nullptr);
+  ASSERT_TRUE(link->send(purchase("000311")));
+  const Msg a = read_msg(link->receive());
+  EXPECT_EQ(a.mti, 110);
+  EXPECT_EQ(a.de39, "00");
+  EXPECT_EQ(switch_->totals().dial_connects, 1U);
+}
+
+// A name that does not resolve is a failed attempt, retried with back-off like a refusal.
+TEST_F(NetworkTest, DialRetriesANameThatDoesNotResolve) {
+  start(
+      "[[network]]\nname = \"net_b\"\nrole = \"dial\"\naddress = "
+      "\"no-such-host.invalid:9\"\nbudget = \"500ms\"\necho_interval = \"0s\"\n"
+      "reconnect = { min = \"100ms\", max = \"200ms\" }\n");
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().dial_failures >= 2; }));
+  EXPECT_EQ(switch_->totals().dial_connects, 0U);
+}
+
 TEST_F(NetworkTest, DialRetriesARefusedConnection) {
   std::uint16_t port = 0;
   {
