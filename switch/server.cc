@@ -868,6 +868,11 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
   o.host = config.redis.address.host;
   o.port = config.redis.address.port;
   o.connect_timeout = config.redis.connect_timeout;
+  // A request's calls (the card's HMGET on a miss, then the holds script with its velocity
+  // arguments) take about 1.1 KB of the output buffer until Redis reads them. The pipeline's
+  // 256 KiB default filled with 256 requests in flight while Redis was busy, and a full buffer
+  // answers by stand-in (91s seen in the benchmark's closed loop): 8 MiB holds ~7,000.
+  o.output_buffer_bytes = std::size_t{8} << 20;
   pipeline_ = std::make_unique<limits::RedisPipeline>(o);
   directory_ =
       std::make_unique<limits::CardDirectory>(*pipeline_, limits::CardDirectory::Options{});
