@@ -172,6 +172,21 @@ PanToken PanToken::from_mac(std::span<const std::byte, kMacBytes> mac) noexcept 
   return token;
 }
 
+std::optional<PanToken> PanToken::parse(std::string_view text) noexcept {
+  if (text.size() != kChars) {
+    return std::nullopt;
+  }
+  PanToken token;
+  for (std::size_t i = 0; i < kChars; ++i) {
+    const char c = text[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return std::nullopt;
+    }
+    token.chars_[i] = c;
+  }
+  return token;
+}
+
 // --- TokenKey ---------------------------------------------------------------------------------
 
 TokenKey::TokenKey(std::span<const std::byte> bytes) {

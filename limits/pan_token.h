@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -72,6 +73,9 @@ class PanToken {
   // Renders the first kTokenBytes bytes of `mac` as lowercase hex. For CardDataCrypto
   // implementations (software or HSM), so every one renders tokens the same way.
   [[nodiscard]] static PanToken from_mac(std::span<const std::byte, kMacBytes> mac) noexcept;
+  // A token as rendered (kChars lowercase hex digits, e.g. taken from a card directory key), or
+  // nullopt for anything else.
+  [[nodiscard]] static std::optional<PanToken> parse(std::string_view text) noexcept;
 
   [[nodiscard]] constexpr std::string_view view() const noexcept {
     return {chars_.data(), chars_.size()};

@@ -427,6 +427,9 @@ void read_redis(Section& root, Problems& p, RedisConfig& out) {
   s.duration("connect_timeout", {milliseconds(1), kMinute}, out.connect_timeout);
   s.duration("replay_window", {kMinute, 30 * kDay}, out.replay_window);
   s.duration("hold_ttl", {kMinute, 90 * kDay}, out.hold_ttl);
+  if (auto v = s.boolean("preload_cards")) {
+    out.preload_cards = *v;
+  }
   s.finish();
 }
 
@@ -929,6 +932,7 @@ std::string describe(const SwitchConfig& config) {
     << "connect_timeout = " << quote(format_duration(c.redis.connect_timeout)) << '\n'
     << "replay_window = " << quote(format_duration(c.redis.replay_window)) << '\n'
     << "hold_ttl = " << quote(format_duration(c.redis.hold_ttl)) << '\n'
+    << "preload_cards = " << (c.redis.preload_cards ? "true" : "false") << '\n'
     << "\n[rules]\n"
     << "file = " << quote(c.rules.file) << '\n'
     << "\n[keys]\n"

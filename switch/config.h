@@ -90,6 +90,7 @@ struct RedisConfig {
   std::chrono::milliseconds connect_timeout{1'000};
   std::chrono::milliseconds replay_window{std::chrono::hours(24)};  // idempotency records
   std::chrono::milliseconds hold_ttl{std::chrono::hours(24 * 7)};   // unclaimed holds expire
+  bool preload_cards = false;  // warm each shard's card cache from Redis after every (re)sync
 };
 
 // [rules]

@@ -16,6 +16,7 @@
 #include "base/thread_name.h"
 #include "iso8583/framing.h"
 #include "limits/card_directory.h"
+#include "limits/card_warmer.h"
 #include "limits/redis_pipeline.h"
 #include "limits/sweeper.h"
 #include "risk/rule_store.h"
@@ -71,6 +72,7 @@ enum Event : std::size_t {
   kEvReconcileUnresolved,
   kEvReconcileCallFailures,
   kEvCardMisses,
+  kEvCardsPreloaded,
   kEvCardErrors,
   kEvAuditDropped,
   kEvRuleReloads,
@@ -103,6 +105,7 @@ constexpr std::array<std::string_view, kEventCount> kEventNames = {"closed_bad_i
                                                                    "reconcile_unresolved",
                                                                    "reconcile_call_failures",
                                                                    "card_cache_misses",
+                                                                   "cards_preloaded",
                                                                    "card_errors",
                                                                    "audit_dropped",
                                                                    "rule_reloads",
@@ -391,6 +394,9 @@ class Server::Shard {
   std::uint64_t redis_connects_ = 0;
   bool redis_read_wait_ = false;
   bool redis_write_wait_ = false;
+  // The warmer outlives the directory, whose destructor fails the loads it still holds (the
+  // warmer's among them); the pipeline goes first of all (see ~Shard).
+  std::unique_ptr<limits::CardWarmer> warmer_;  // [redis] preload_cards; null: off
   std::unique_ptr<limits::RedisPipeline> pipeline_;
   std::unique_ptr<limits::CardDirectory> directory_;
   std::optional<risk::RuleStore::Reader> reader_;
@@ -876,6 +882,10 @@ Server::Shard::Shard(Server::Impl& server, std::size_t index)
   pipeline_ = std::make_unique<limits::RedisPipeline>(o);
   directory_ =
       std::make_unique<limits::CardDirectory>(*pipeline_, limits::CardDirectory::Options{});
+  if (config.redis.preload_cards) {
+    warmer_ = std::make_unique<limits::CardWarmer>(*pipeline_, *directory_,
+                                                   limits::CardWarmer::Options{});
+  }
   reader_.emplace(server.rules.reader());
   crypto_ = std::make_unique<limits::SoftwareCardCrypto>(server.token_key);
   if (server.journal != nullptr) {
@@ -1166,6 +1176,7 @@ void Server::Shard::report_events(ShardMetrics& m) noexcept {
   m.event_total(kEvReconcileUnresolved, r.unresolved);
   m.event_total(kEvReconcileCallFailures, r.failures);
   m.event_total(kEvCardMisses, directory_->stats().misses);
+  m.event_total(kEvCardsPreloaded, warmer_ != nullptr ? warmer_->stats().loaded : 0);
   if (index_ == 0) {  // the server's own counters, published once
     m.event_total(kEvRefusedMaxConnections,
                   server_.refused_max_connections.load(std::memory_order_relaxed));
@@ -1178,6 +1189,15 @@ void Server::Shard::on_tick() noexcept {
   const auto now = Clock::now();
   pipeline_->on_tick(now);
   directory_->on_tick(now);
+  if (warmer_ != nullptr) {
+    const bool was_done = warmer_->done();
+    warmer_->on_tick(now);
+    if (warmer_->done() && !was_done) {
+      log_event(
+          LogLevel::kInfo, "card_cache_warm", "",
+          std::to_string(directory_->size()) + " cards cached by shard " + std::to_string(index_));
+    }
+  }
   (void)reader_->current();  // an idle shard still moves to the newest rule set
   for (auto& p : processors_) {
     p->on_tick(now);

@@ -22,6 +22,7 @@
 #include <poll.h>
 
 #include "base/hash.h"
+#include "limits/card_warmer.h"
 #include "limits/layout.h"
 #include "limits/pan_token.h"
 #include "limits/redis_pipeline.h"
@@ -934,6 +935,106 @@ TEST_F(CardDirectoryTest, NoAllocationOnHitsNorInSteadyStateLoadsAndPolls) {
   const auto hits_after = support::alloc_snapshot();
   EXPECT_EQ(hits, 16'000U);
   EXPECT_EQ(hits_after.allocations - hits_before.allocations, 0U);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The warmer ([redis] preload_cards): every card of the directory cached without a request.
+
+CardWarmer::Options warmer_options() {
+  CardWarmer::Options w;
+  w.scan_count = 100;  // many SCAN calls for a few hundred cards
+  w.max_loads = 16;    // below the directory's 64 pending loads
+  return w;
+}
+
+// Drives `s` with its warmer until `done`.
+template <typename Pred>
+bool run_warmer(Rig& rig, Switch& s, CardWarmer& w, Pred done,
+                Clock::duration step = Clock::duration::zero()) {
+  return rig.run_until(
+      [&] {
+        w.on_tick(rig.now());
+        s.pipeline.flush();
+        return done();
+      },
+      step);
+}
+
+TEST_F(CardDirectoryTest, WarmerCachesEveryCardAndSkipsOtherKeys) {
+  write_profile(redis(), "gold", make_profile(1000));
+  constexpr std::uint32_t kCards = 700;
+  for (std::uint32_t i = 0; i < kCards; ++i) {
+    write_card(redis(), token_of(100'000 + i), "acct-" + std::to_string(i), "gold");
+  }
+  // Keys the warmer must pass over: an account's, and card-like keys that hold no token.
+  (void)support::redis_command(redis(), {"SET", "as:{a:acct-1}", "x"});
+  (void)support::redis_command(redis(), {"SET", "as:{c:not-a-token}", "x"});
+  (void)support::redis_command(redis(), {"SET", "as:{c:" + str(token_of(1).view()) + "}x", "x"});
+  Switch s(server(), small_options());
+  CardWarmer w(s.pipeline, s.d(), warmer_options());
+  Rig rig{&s};
+  ASSERT_TRUE(run_warmer(rig, s, w, [&] { return w.done(); }));
+  EXPECT_EQ(s.d().size(), kCards);
+  EXPECT_EQ(w.stats().loaded, kCards);
+  EXPECT_EQ(w.stats().load_failures, 0U);
+  EXPECT_EQ(w.stats().passes, 1U);
+  EXPECT_GE(w.stats().scans, kCards / 100);  // COUNT 100: several calls
+  // Every card is a hit now: no miss, no load.
+  const std::uint64_t loads = s.d().stats().loads;
+  for (std::uint32_t i = 0; i < kCards; ++i) {
+    ASSERT_NE(s.d().find(token_of(100'000 + i)), nullptr) << i;
+  }
+  EXPECT_EQ(s.d().stats().misses, 0U);
+  EXPECT_EQ(s.d().stats().loads, loads);
+}
+
+TEST_F(CardDirectoryTest, WarmerStopsWhenTheCacheIsFullAndWarmsAgainAfterAResync) {
+  write_profile(redis(), "gold", make_profile(1000));
+  constexpr std::uint32_t kCards = 1100;  // more than the 1024 the cache holds
+  for (std::uint32_t i = 0; i < kCards; ++i) {
+    write_card(redis(), token_of(200'000 + i), "acct-" + std::to_string(i), "gold");
+  }
+  Switch s(server(), small_options());
+  CardWarmer w(s.pipeline, s.d(), warmer_options());
+  Rig rig{&s};
+  ASSERT_TRUE(run_warmer(rig, s, w, [&] { return w.done(); }));
+  EXPECT_EQ(s.d().size(), s.d().capacity());
+  EXPECT_EQ(s.d().stats().evictions, 0U);  // it stopped at full, it did not churn the cache
+  // The connection drops: the directory resyncs (every card dropped) and the warmer starts a
+  // new pass.
+  (void)support::redis_command(redis(), {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  ASSERT_TRUE(run_warmer(
+      rig, s, w, [&] { return s.d().stats().resyncs == 2 && w.stats().passes == 2; }, 20ms));
+  EXPECT_EQ(s.d().size(), s.d().capacity());
+}
+
+TEST(CardWarmerOptions, ZeroCountsAreRefused) {
+  RedisPipeline::Options po;
+  po.port = 1;  // never connected
+  RedisPipeline pipeline(po);
+  CardDirectory d(pipeline, small_options());
+  CardWarmer::Options w;
+  w.scan_count = 0;
+  EXPECT_THROW(CardWarmer(pipeline, d, w), std::invalid_argument);
+  w = CardWarmer::Options{};
+  w.max_loads = 0;
+  EXPECT_THROW(CardWarmer(pipeline, d, w), std::invalid_argument);
+}
+
+TEST(PanTokenParse, TakesOnlyRenderedTokens) {
+  const PanToken t = token_of(42);
+  const auto back = PanToken::parse(t.view());
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, t);
+  EXPECT_FALSE(PanToken::parse("").has_value());
+  EXPECT_FALSE(PanToken::parse(str(t.view()).substr(1)).has_value());
+  std::string upper(t.view());
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](char c) {
+    return static_cast<char>(c >= 'a' && c <= 'f' ? c - 'a' + 'A' : c);
+  });
+  ASSERT_NE(upper, t.view());  // token_of() ends in 5a
+  EXPECT_FALSE(PanToken::parse(upper).has_value());
+  EXPECT_FALSE(PanToken::parse(std::string(PanToken::kChars, 'g')).has_value());
 }
 
 }  // namespace

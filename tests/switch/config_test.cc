@@ -304,7 +304,7 @@ TEST(Config, EachMistakeHasItsMessage) {
   const std::vector<BadCase> cases = {
       {"unknown key", "[redis]\nadress = \"h:1\"\n",
        "authswitch.toml:2: redis.adress: unknown key (keys of redis: address, timeout, "
-       "connect_timeout, replay_window, hold_ttl)"},
+       "connect_timeout, replay_window, hold_ttl, preload_cards)"},
       {"unknown section", "[redis2]\n",
        "authswitch.toml:1: redis2: unknown key (sections: switch, redis, rules, keys, stand_in, "
        "http, audit, log, network)"},

@@ -274,6 +274,32 @@ TEST_F(ServerTest, SeveralConnectionsOnBothShards) {
   EXPECT_GE(switch_->totals().connections, 6U);
 }
 
+// [redis] preload_cards: every shard caches the seeded cards before their first request, so
+// that request reads no card from Redis (no miss) and /metrics counts the preloaded cards.
+TEST_F(ServerTest, PreloadedCardsNeedNoLookupOnTheirFirstRequest) {
+  stop();
+  switch_.reset();
+  config_.redis.preload_cards = true;
+  start_server(config_);
+  const std::string preloaded = R"(authswitch_events_total{event="cards_preloaded"} 4)";
+  std::string metrics;
+  for (int i = 0; i < 400 && metrics.find(preloaded) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    metrics = http_get(switch_->http_port(), "/metrics");
+  }
+  ASSERT_NE(metrics.find(preloaded), std::string::npos) << metrics;  // 2 cards x 2 shards
+  const TestClient c(port_);
+  Txn t;
+  t.stan = "320001";
+  EXPECT_TRUE(c.send(t));
+  EXPECT_EQ(decode_answer(c.receive()).de39, "00");
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // published every 10 ms
+  metrics = http_get(switch_->http_port(), "/metrics");
+  EXPECT_NE(metrics.find(R"(authswitch_events_total{event="card_cache_misses"} 0)"),
+            std::string::npos)
+      << metrics;
+}
+
 // A listen network serves at most max_connections at once: one more is closed at once, and a
 // place freed by a closed connection can be taken again.
 TEST_F(ServerTest, MaxConnectionsIsEnforcedPerNetwork) {
