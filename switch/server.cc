@@ -122,6 +122,7 @@ constexpr auto kHandshakeTimeout = 5s;
 constexpr auto kConnectTimeout = 5s;
 // The 0810 to the switch's sign-on must come within max(4 x budget, this).
 constexpr auto kSignOnTimeoutMin = 3s;
+constexpr auto kTlsCloseGrace = 1s;  // a peer's close_notify in answer to ours
 // Idle echoes unanswered (each within the network's budget) in a row before the link closes.
 constexpr unsigned kEchoMissesMax = 3;
 
@@ -194,6 +195,7 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   // Handshakes (TLS), then signs on (dial, sign_on_required) and reads.
   void start();
   // A response from the processor (unframed message).
+  bool close_tls_gracefully() noexcept;
   void respond(std::span<const std::byte> message) noexcept;
   // The shard's deferred pass (see Shard::defer_write): write what respond() buffered.
   void flush_writes() noexcept;
@@ -832,7 +834,7 @@ void Server::Session::drain() noexcept {
   draining_ = true;
   boost::system::error_code ignored;
   lowest().shutdown(tcp::socket::shutdown_receive, ignored);  // a pending read ends now
-  if (idle()) {
+  if (idle() && !reading_) {  // else on_read closes it (a TLS close_notify needs the read done)
     close("drained", CloseKind::kNormal);
   }
 }
@@ -853,10 +855,38 @@ void Server::Session::close(std::string_view why, CloseKind kind) noexcept {
     log_event(level, "connection_closed", net().name, why,
               {{"peer", peer_}, {"role", dial_ ? "dial" : "listen"}});
   }
+  if (tls_ != nullptr && established_ && kind == CloseKind::kNormal && !writing_ && !reading_ &&
+      close_tls_gracefully()) {
+    shard_.release(slot_);  // the handlers keep the session alive until the socket is closed
+    return;
+  }
   boost::system::error_code ignored;
   lowest().shutdown(tcp::socket::shutdown_both, ignored);
   lowest().close(ignored);
   shard_.release(slot_);
+}
+
+// A TLS link closed on purpose (drained, or the peer closed) ends with close_notify, so the
+// peer sees a clean end and not a truncation; a peer that does not answer it within
+// kTlsCloseGrace is cut. False (nothing started) when out of memory: close abruptly then.
+bool Server::Session::close_tls_gracefully() noexcept {
+  try {
+    auto self = shared_from_this();
+    auto timer = std::make_shared<asio::steady_timer>(shard_.io(), kTlsCloseGrace);
+    timer->async_wait([self](const boost::system::error_code&) {
+      boost::system::error_code ignored;
+      self->lowest().close(ignored);  // aborts the shutdown still waiting for the peer
+    });
+    tls_->async_shutdown([self, timer](const boost::system::error_code&) {
+      timer->cancel();
+      boost::system::error_code ignored;
+      self->lowest().shutdown(tcp::socket::shutdown_both, ignored);
+      self->lowest().close(ignored);
+    });
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -321,6 +321,18 @@ TEST_F(NetworkTest, TlsListenServesRequests) {
   EXPECT_TRUE(wait_for([&] { return switch_->totals().tls_failures == 1; }));
 }
 
+// Stopping drains a TLS link and ends it with close_notify: the network sees a clean end.
+TEST_F(NetworkTest, TlsLinkIsClosedWithCloseNotifyWhenDrained) {
+  start(listen_network(server_tls(false)));
+  const SslCtxPtr ctx = client_ctx();
+  const auto c = std::make_unique<TestClient>(port_, ctx.get());
+  ASSERT_TRUE(c->handshake_ok());
+  ASSERT_TRUE(c->send(purchase("000451")));
+  EXPECT_EQ(read_msg(c->receive()).de39, "00");
+  switch_->stop();
+  EXPECT_TRUE(c->closed_cleanly());
+}
+
 TEST_F(NetworkTest, MutualTlsRefusesClientsWithoutAGoodCertificate) {
   start(listen_network(server_tls(true)));
   const Certs& k = certs();

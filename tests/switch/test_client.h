@@ -122,6 +122,12 @@ class TestClient {
     return true;
   }
   // True when the other side closed the connection (EOF or reset before any byte).
+  // TLS: the peer ended the link with close_notify (not a truncation).
+  [[nodiscard]] bool closed_cleanly() const {
+    std::byte b{};
+    const int r = SSL_read(ssl_, &b, 1);
+    return r <= 0 && SSL_get_error(ssl_, r) == SSL_ERROR_ZERO_RETURN;
+  }
   [[nodiscard]] bool closed_by_peer() const {
     std::byte b{};
     if (ssl_ != nullptr) {
