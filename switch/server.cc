@@ -1072,6 +1072,11 @@ void Server::Shard::run_deferred() noexcept {
 }
 
 void Server::Shard::drive_redis() noexcept {
+  if (drained_.load(std::memory_order_relaxed)) {
+    // check_drained() let go of the Redis socket so that the io_context runs out of work; a
+    // deferred pass that runs after it must not register it again (the shard would never end).
+    return;
+  }
   const int fd = pipeline_->fd();
   const std::uint64_t connects = pipeline_->stats().connects;
   if (fd != redis_fd_ || connects != redis_connects_) {
