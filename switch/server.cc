@@ -195,7 +195,6 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   // Handshakes (TLS), then signs on (dial, sign_on_required) and reads.
   void start();
   // A response from the processor (unframed message).
-  bool close_tls_gracefully() noexcept;
   void respond(std::span<const std::byte> message) noexcept;
   // The shard's deferred pass (see Shard::defer_write): write what respond() buffered.
   void flush_writes() noexcept;
@@ -231,6 +230,8 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
     return stan_;
   }
   void start_write();
+  // close() of a TLS link on purpose: close_notify first. False when nothing was started.
+  bool close_tls_gracefully() noexcept;
 
   Server::Shard& shard_;
   std::size_t network_;
@@ -379,7 +380,9 @@ class Server::Shard {
   void on_tick() noexcept;
   void on_timers(Clock::time_point now) noexcept;
   void start_dial(Dialer& d, Clock::time_point now);
-  void connect(Dialer& d, const tcp::endpoint& endpoint, Clock::time_point now);
+  // Connects to the first of `endpoints` that answers (a name's addresses, or one address).
+  template <typename Endpoints>
+  void connect(Dialer& d, const Endpoints& endpoints, Clock::time_point now);
   void on_dial_connect(Dialer& d, const boost::system::error_code& ec);
   void retry_later(Dialer& d, Clock::time_point now) noexcept;
   void on_dial_closed(std::size_t network, bool served) noexcept;
@@ -1303,13 +1306,22 @@ void Server::Shard::on_timers(Clock::time_point now) noexcept {
 // asynchronously first (asio's resolver thread: getaddrinfo never blocks the shard), then
 // here, blocking this shard for the lookup (once per attempt, never per message); use numeric
 // addresses where a slow resolver matters.
+template <typename Endpoints>
+void Server::Shard::connect(Dialer& d, const Endpoints& endpoints, Clock::time_point now) {
+  d.connecting.emplace(io_);
+  d.connect_deadline = now + kConnectTimeout;
+  asio::async_connect(*d.connecting, endpoints,
+                      [this, &d](const boost::system::error_code& e, const tcp::endpoint&) {
+                        on_dial_connect(d, e);
+                      });
+}
+
 void Server::Shard::start_dial(Dialer& d, Clock::time_point now) {
   const NetworkConfig& n = network(d.network);
   boost::system::error_code ec;
-  tcp::endpoint endpoint;
   const auto address = asio::ip::make_address(n.address.host, ec);
   if (!ec) {
-    connect(d, tcp::endpoint(address, n.address.port), now);
+    connect(d, std::array<tcp::endpoint, 1>{tcp::endpoint(address, n.address.port)}, now);
     return;
   }
   if (!d.resolver) {
@@ -1338,26 +1350,13 @@ void Server::Shard::start_dial(Dialer& d, Clock::time_point now) {
           return;
         }
         try {
-          // Every address the name has, in the resolver's order, within one connect deadline.
-          d.connecting.emplace(io_);
-          d.connect_deadline = at + kConnectTimeout;
-          asio::async_connect(*d.connecting, results,
-                              [this, &d](const boost::system::error_code& c, const tcp::endpoint&) {
-                                on_dial_connect(d, c);
-                              });
+          connect(d, results, at);  // every address, in the resolver's order, one deadline
         } catch (const std::exception& x) {
           log_event(LogLevel::kWarn, "dial_failed", network(d.network).name, x.what());
           d.connecting.reset();
           retry_later(d, at);
         }
       });
-}
-
-void Server::Shard::connect(Dialer& d, const tcp::endpoint& endpoint, Clock::time_point now) {
-  d.connecting.emplace(io_);
-  d.connect_deadline = now + kConnectTimeout;
-  d.connecting->async_connect(
-      endpoint, [this, &d](const boost::system::error_code& e) { on_dial_connect(d, e); });
 }
 
 void Server::Shard::on_dial_connect(Dialer& d, const boost::system::error_code& ec) {
