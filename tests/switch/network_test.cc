@@ -361,9 +361,13 @@ TEST_F(NetworkTest, MutualTlsRefusesClientsWithoutAGoodCertificate) {
   EXPECT_TRUE(wait_for([&] { return switch_->totals().requests == 1U; }));
 }
 
+std::string dial_network_at(const std::string& address, const std::string& extra) {
+  return "[[network]]\nname = \"net_b\"\nrole = \"dial\"\naddress = \"" + address +
+         "\"\nbudget = \"500ms\"\necho_interval = \"0s\"\n" + extra;
+}
+
 std::string dial_network(std::uint16_t port, const std::string& extra) {
-  return "[[network]]\nname = \"net_b\"\nrole = \"dial\"\naddress = \"127.0.0.1:" +
-         std::to_string(port) + "\"\nbudget = \"500ms\"\necho_interval = \"0s\"\n" + extra;
+  return dial_network_at("127.0.0.1:" + std::to_string(port), extra);
 }
 
 TEST_F(NetworkTest, DialSignsOnFirstThenServesAndReconnectsAfterBackOff) {
@@ -407,10 +411,7 @@ TEST_F(NetworkTest, DialSignsOnFirstThenServesAndReconnectsAfterBackOff) {
 // is tried: "localhost" may list ::1 before 127.0.0.1, where the network listens.
 TEST_F(NetworkTest, DialResolvesAHostName) {
   const Acceptor acceptor;
-  std::string config = dial_network(acceptor.port(), "");
-  const std::string numeric = "127.0.0.1:";
-  config.replace(config.find(numeric), numeric.size(), "localhost:");
-  start(config);
+  start(dial_network_at("localhost:" + std::to_string(acceptor.port()), ""));
   auto link = acceptor.accept(15s);
   ASSERT_NE(link, nullptr);
   ASSERT_TRUE(link->send(purchase("000311")));
@@ -422,10 +423,8 @@ TEST_F(NetworkTest, DialResolvesAHostName) {
 
 // A name that does not resolve is a failed attempt, retried with back-off like a refusal.
 TEST_F(NetworkTest, DialRetriesANameThatDoesNotResolve) {
-  start(
-      "[[network]]\nname = \"net_b\"\nrole = \"dial\"\naddress = "
-      "\"no-such-host.invalid:9\"\nbudget = \"500ms\"\necho_interval = \"0s\"\n"
-      "reconnect = { min = \"100ms\", max = \"200ms\" }\n");
+  start(dial_network_at("no-such-host.invalid:9",
+                        "reconnect = { min = \"100ms\", max = \"200ms\" }\n"));
   ASSERT_TRUE(wait_for([&] { return switch_->totals().dial_failures >= 2; }));
   EXPECT_EQ(switch_->totals().dial_connects, 0U);
 }
