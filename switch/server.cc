@@ -205,6 +205,9 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   [[nodiscard]] bool idle() const noexcept {
     return outstanding_ == 0 && !writing_ && fill_len_ == 0;
   }
+  // A read still pending while draining: its completion closes the session (a TLS link with
+  // close_notify, which cannot be started while the read is outstanding).
+  [[nodiscard]] bool reading() const noexcept { return reading_; }
   [[nodiscard]] std::size_t network() const noexcept { return network_; }
   [[nodiscard]] bool dial() const noexcept { return dial_; }
   // The link did its job (established, and signed on when required): resets the back-off.
@@ -232,6 +235,7 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   void start_write();
   // close() of a TLS link on purpose: close_notify first. False when nothing was started.
   bool close_tls_gracefully() noexcept;
+  void close_if_drained() noexcept;
 
   Server::Shard& shard_;
   std::size_t network_;
@@ -592,8 +596,8 @@ void Server::Session::on_read(const boost::system::error_code& ec, std::size_t n
     if (!draining_) {
       const bool eof = ec == asio::error::eof || ec == ssl::error::stream_truncated;
       close(eof ? "peer closed" : ec.message(), eof ? CloseKind::kNormal : CloseKind::kError);
-    } else if (idle()) {
-      close("drained", CloseKind::kNormal);
+    } else {
+      close_if_drained();
     }
     return;
   }
@@ -821,9 +825,7 @@ void Server::Session::start_write() {
       return;
     }
     self->start_write();
-    if (self->draining_ && self->idle()) {
-      self->close("drained", CloseKind::kNormal);
-    }
+    self->close_if_drained();
   };
   const auto buffer = asio::buffer(write_bufs_[send].data(), len);
   if (tls_ != nullptr) {
@@ -837,7 +839,13 @@ void Server::Session::drain() noexcept {
   draining_ = true;
   boost::system::error_code ignored;
   lowest().shutdown(tcp::socket::shutdown_receive, ignored);  // a pending read ends now
-  if (idle() && !reading_) {  // else on_read closes it (a TLS close_notify needs the read done)
+  close_if_drained();
+}
+
+// Whichever ends last of the pending read and the last write closes a draining session: a
+// TLS close_notify cannot be started while either is outstanding.
+void Server::Session::close_if_drained() noexcept {
+  if (draining_ && idle() && !reading_) {
     close("drained", CloseKind::kNormal);
   }
 }
@@ -1436,7 +1444,9 @@ void Server::Shard::check_drained() noexcept {
     busy = busy || p->in_flight() > 0;
   }
   for (const auto& s : sessions_) {
-    busy = busy || (s != nullptr && !s->idle());
+    // An idle session still reading closes itself when its read ends (drain() shut down the
+    // receive side); closing it from here would cut a TLS link without close_notify.
+    busy = busy || (s != nullptr && (!s->idle() || s->reading()));
   }
   if (busy && Clock::now() < drain_deadline_) {
     return;
