@@ -55,15 +55,25 @@ local function pack_hold(h)
                         h.created, h.vel or '' }, '|')
 end
 
--- The account and card fields, each read with one HMGET on first use and kept current by the
--- writes below, so one call makes as few Redis calls as it can (each costs Redis CPU; see
--- bench/limits/script_floor).
+-- The account and card fields, each read with one HMGET on first use (with the velocity
+-- fields the call needs) and kept current here; what changes is written back with one HSET per
+-- hash at the end of the call (flush_writes). Each redis.call costs Redis CPU (bench/RESULTS.md,
+-- "The holds script's cost"), so one call makes as few as it can. The call is atomic, so a
+-- value read at the start and written at the end is what an increment in place would leave.
+local V  -- auth and debit: the velocity arguments (velocity_args), parsed before anything is read
+local acct_set, card_set = {}, {}  -- field -> value, written by flush_writes
+
+-- The account's 'nx': a lower bound of the earliest expiry in its expiry ZSET (ms), so that
+-- most calls skip looking for due holds; absent means unknown (look). kNever: nothing pending.
+local kNever = 9007199254740991
+
 local A
 local function account()
   if not A then
-    local r = redis.call('HMGET', acct, 'cur', 'st', 'bal', 'held', 'od')
+    local r = redis.call('HMGET', acct, 'cur', 'st', 'bal', 'held', 'od', 'nx',
+                         unpack(V and V.acct_fields or {}))
     A = { cur = r[1], st = r[2], bal = tonumber(r[3] or 0), held = tonumber(r[4] or 0),
-          od = tonumber(r[5] or 0) }
+          od = tonumber(r[5] or 0), nx = tonumber(r[6]), vel = r }
   end
   return A
 end
@@ -72,7 +82,29 @@ end
 local function acct_add(field, delta)
   local a = account()
   a[field] = a[field] + delta
-  redis.call('HINCRBY', acct, field, delta)
+  acct_set[field] = a[field]
+end
+
+-- Lowers the account's next-expiry bound to `exp` (a hold just placed) when it is known.
+local function acct_expiry(exp)
+  local a = account()
+  if a.nx and exp < a.nx then
+    a.nx = exp
+    acct_set.nx = exp
+  end
+end
+
+local function hset_all(key, set)
+  local args = {}
+  for f, v in pairs(set) do
+    args[#args + 1], args[#args + 2] = f, v
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+end
+
+local function flush_writes()
+  hset_all(card, card_set)
+  hset_all(acct, acct_set)
 end
 
 local function balances()
@@ -85,9 +117,10 @@ local C
 local function card_state(ch)
   if not C then
     local r = redis.call('HMGET', card, 'st', 'exp', 'day', 'mon', 'dA.' .. ch, 'dN.' .. ch,
-                         'mA.' .. ch, 'mN.' .. ch)
+                         'mA.' .. ch, 'mN.' .. ch, unpack(V and V.card_fields or {}))
     C = { st = r[1], exp = r[2], day = r[3], mon = r[4], ch = ch, dA = tonumber(r[5] or 0),
-          dN = tonumber(r[6] or 0), mA = tonumber(r[7] or 0), mN = tonumber(r[8] or 0) }
+          dN = tonumber(r[6] or 0), mA = tonumber(r[7] or 0), mN = tonumber(r[8] or 0),
+          vel = r }
   elseif C.ch ~= ch then
     error('holds.lua: one call reads one channel (' .. C.ch .. ', then ' .. ch .. ')')
   end
@@ -115,34 +148,31 @@ local function usage(ch, day, mon)
   return r
 end
 
--- Counts `amount` and `count` in the day and month the hold `h` belongs to, with one HSET.
+-- Counts `amount` and `count` in the day and month the hold `h` belongs to.
 -- A new transaction in a new period first clears every channel's counters of that period;
 -- undoing (negative amounts) only touches the period the hold was counted in.
 local function add_usage(h, amount, count)
   local c = card_state(h.ch)
   local ch = h.ch
-  local set = {}
+  local set = card_set
   if c.day ~= h.day and count > 0 then
     redis.call('HDEL', card, 'dA.pos', 'dN.pos', 'dA.cnp', 'dN.cnp', 'dA.atm', 'dN.atm')
     c.day, c.dA, c.dN = h.day, 0, 0
-    set[#set + 1], set[#set + 2] = 'day', h.day
+    set.day = h.day
   end
   if c.mon ~= h.mon and count > 0 then
     redis.call('HDEL', card, 'mA.pos', 'mN.pos', 'mA.cnp', 'mN.cnp', 'mA.atm', 'mN.atm')
     c.mon, c.mA, c.mN = h.mon, 0, 0
-    set[#set + 1], set[#set + 2] = 'mon', h.mon
+    set.mon = h.mon
   end
   if c.day == h.day then
     c.dA, c.dN = c.dA + amount, c.dN + count
-    set[#set + 1], set[#set + 2] = 'dA.' .. ch, c.dA
-    set[#set + 1], set[#set + 2] = 'dN.' .. ch, c.dN
+    set['dA.' .. ch], set['dN.' .. ch] = c.dA, c.dN
   end
   if c.mon == h.mon then
     c.mA, c.mN = c.mA + amount, c.mN + count
-    set[#set + 1], set[#set + 2] = 'mA.' .. ch, c.mA
-    set[#set + 1], set[#set + 2] = 'mN.' .. ch, c.mN
+    set['mA.' .. ch], set['mN.' .. ch] = c.mA, c.mN
   end
-  if #set > 0 then redis.call('HSET', card, unpack(set)) end
 end
 
 -- A pending hold past its expiry: its amount returns.
@@ -154,8 +184,11 @@ local function expire_hold(id, h)
 end
 
 -- Pending holds past their expiry return their amount. Bounded per call; the sweep does the
--- rest for accounts nobody touches.
+-- rest for accounts nobody touches. Looks only when the account's next-expiry bound has passed
+-- (or is unknown), and then renews the bound.
 local function expire_due(limit)
+  local a = account()
+  if not a.cur or (a.nx and now < a.nx) then return 0 end
   local due = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     local s = redis.call('HGET', holds, id)
@@ -163,6 +196,14 @@ local function expire_due(limit)
       expire_hold(id, unpack_hold(s))
     else
       redis.call('ZREM', expiry, id)
+    end
+  end
+  if #due < limit then  -- every due hold is gone: the bound is the first one left
+    local first = redis.call('ZRANGE', expiry, 0, 0, 'WITHSCORES')
+    local nx = tonumber(first[2]) or kNever
+    if nx ~= a.nx then
+      a.nx = nx
+      acct_set.nx = nx
     end
   end
   return #due
@@ -295,12 +336,17 @@ local function velocity_args(a)
   if a[26] == nil then return nil end
   local v = { pre_rc = a[21], pre_score = tonumber(a[22]), decline_score = tonumber(a[23]),
               score_rc = a[24], country = a[25], counters = {}, rules = {} }
+  -- The fields account() and card_state() read with theirs: the card's history, then each
+  -- counter's ring in its hash.
+  v.card_fields, v.acct_fields = { 'cd', 'sc', 'sm', 'lc', 'lt' }, {}
   local i = 26
   for c = 1, tonumber(a[i]) do
     local w = tonumber(a[i + 4])
     local width = math.max(1, math.ceil(w / kBuckets))
     v.counters[c] = { cid = a[i + 1], scope = a[i + 2], counts = a[i + 3], match = a[i + 5] == '1',
                       b = math.floor(now / width) }
+    local f = v.counters[c].scope == 'a' and v.acct_fields or v.card_fields
+    f[#f + 1] = 'v.' .. a[i + 1]
     i = i + 5
   end
   i = i + 1
@@ -315,18 +361,14 @@ local function velocity_args(a)
   return v
 end
 
--- Reads the card's and account's velocity fields (one HMGET each). The history fields are
--- kept only while a rule of their kind is in the set (a new rule starts from no history).
-local function velocity_load(v)
-  local cf, af = { 'cd', 'sc', 'sm', 'lc', 'lt' }, {}
-  for _, c in ipairs(v.counters) do
-    if c.scope == 'a' then af[#af + 1] = 'v.' .. c.cid else cf[#cf + 1] = 'v.' .. c.cid end
-  end
-  local cr = redis.call('HMGET', card, unpack(cf))
-  v.cd, v.sc, v.sm = tonumber(cr[1] or 0), cr[2] or '', cr[3] or ''
-  v.lc, v.lt = cr[4] or '', tonumber(cr[5] or 0)
-  local ar = #af > 0 and redis.call('HMGET', acct, unpack(af)) or {}
-  local ci, ai = 6, 1
+-- Takes the card's and account's velocity fields out of what card_state() and account() read
+-- (after their own 8 and 6 fields). The history fields are kept only while a rule of their
+-- kind is in the set (a new rule starts from no history).
+local function velocity_load(v, ch)
+  local cr, ar = card_state(ch).vel, account().vel
+  v.cd, v.sc, v.sm = tonumber(cr[9] or 0), cr[10] or '', cr[11] or ''
+  v.lc, v.lt = cr[12] or '', tonumber(cr[13] or 0)
+  local ci, ai = 14, 7
   for _, c in ipairs(v.counters) do
     if c.scope == 'a' then
       c.ring, ai = ring_parse(ar[ai]), ai + 1
@@ -377,7 +419,7 @@ end
 -- Counts the transaction: declined (amount asked) or approved (amount approved). Returns the
 -- undo list for the hold record.
 local function velocity_record(v, declined, amount, mcc)
-  local undo, cset, aset = {}, {}, {}
+  local undo, cset, aset = {}, card_set, acct_set
   for _, c in ipairs(v.counters) do
     if c.match and c.counts ~= (declined and 'a' or 'd') then
       local ring = c.ring
@@ -387,26 +429,23 @@ local function velocity_record(v, declined, amount, mcc)
       end
       if not found then ring[#ring + 1] = { c.b, 1, amount } end
       local t = c.scope == 'a' and aset or cset
-      t[#t + 1], t[#t + 2] = 'v.' .. c.cid, ring_text(ring, c.b - kBuckets + 1)
+      t['v.' .. c.cid] = ring_text(ring, c.b - kBuckets + 1)
       if not declined then undo[#undo + 1] = c.scope .. ',' .. c.cid .. ',' .. c.b end
     end
   end
   local k = v.kinds
   if k.cd then
     local cd = declined and v.cd + 1 or 0
-    if cd ~= v.cd then cset[#cset + 1], cset[#cset + 2] = 'cd', cd end
+    if cd ~= v.cd then cset.cd = cd end
   end
   if not declined then
     local sc, sm = k.fc and list_add(v.sc, v.country) or v.sc, k.fm and list_add(v.sm, mcc) or v.sm
-    if sc ~= v.sc then cset[#cset + 1], cset[#cset + 2] = 'sc', sc end
-    if sm ~= v.sm then cset[#cset + 1], cset[#cset + 2] = 'sm', sm end
+    if sc ~= v.sc then cset.sc = sc end
+    if sm ~= v.sm then cset.sm = sm end
     if k.cc and v.country ~= '' then
-      cset[#cset + 1], cset[#cset + 2] = 'lc', v.country
-      cset[#cset + 1], cset[#cset + 2] = 'lt', now
+      cset.lc, cset.lt = v.country, now
     end
   end
-  if #cset > 0 then redis.call('HSET', card, unpack(cset)) end
-  if #aset > 0 then redis.call('HSET', acct, unpack(aset)) end
   return table.concat(undo, ';')
 end
 
@@ -436,6 +475,7 @@ local function place(id, state, approved, cur, ch, mcc, l, vel)
   if state == 'P' then
     h.exp = now + l.ttl
     redis.call('ZADD', expiry, h.exp, id)
+    acct_expiry(h.exp)
     acct_add('held', approved)
   else
     h.posted = approved
@@ -453,18 +493,18 @@ end
 local function new_transaction(a, state)
   local id, amount, cur, ch, mcc, presented = a[5], tonumber(a[6]), a[7], a[8], a[9], a[10]
   local l = limit_args(a, 11)
-  local v = velocity_args(a)
+  local v = V
   local no = check_card(cur, presented, l.yymm, amount, ch)
   if no then
     if v and C and C.st then
-      velocity_load(v)
+      velocity_load(v, ch)
       velocity_record(v, true, amount, mcc)
     end
     return no
   end
   if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
   if v then
-    velocity_load(v)
+    velocity_load(v, ch)
     local d = velocity_rules(v, amount, mcc)
     if d then
       velocity_record(v, true, amount, mcc)
@@ -703,7 +743,12 @@ local fn = ops[op]
 if not fn then return redis.error_reply('ERR unknown operation ' .. tostring(op)) end
 -- The sweep is housekeeping, not a transaction: no replay record (KEYS[5] is unused), and it
 -- is its own expiry pass.
-if op == 'sweep' then return fn(ARGV) end
+if op == 'sweep' then
+  local r = fn(ARGV)
+  flush_writes()
+  return r
+end
+if op == 'auth' or op == 'debit' then V = velocity_args(ARGV) end
 
 -- Replays: the same transaction key and request get the original reply and change nothing;
 -- the same key with a different request is a duplicate (94).
@@ -719,6 +764,7 @@ if seen then
 end
 expire_due(16)
 local r = fn(ARGV)
+flush_writes()
 -- A forced call that could not place its hold leaves the original's record as it was.
 if not forced or r[1] == '00' then
   redis.call('SET', replay, fingerprint .. '\n' .. cjson.encode(r), 'PX', replay_ms)

@@ -184,7 +184,7 @@ TEST(Concurrency, ThousandClientsNeverOverspendOneAccount) {
   RedisPipeline::Options o;
   o.host = support::RedisServer::kHost;
   o.port = server.port();
-  o.output_buffer_bytes = 32 * 1024;  // the holds script's SCRIPT LOAD (about 19 KB) fits
+  o.output_buffer_bytes = 64 * 1024;  // the holds script's SCRIPT LOAD (about 34 KB) fits
   o.max_in_flight = 8;
   o.read_chunk_bytes = 4 * 1024;
   o.reader_buffer_bytes = 4 * 1024;
