@@ -152,21 +152,24 @@ class MessageBuilder {
 };
 
 // Prepares `out` as the response to `request`: response MTI (0100 -> 0110, 0101 -> 0110,
-// 0120 -> 0130, 1100 -> 1110, ...), the echoed fields (DE 2, 3, 4, 7, 11, 12, 13, 32, 37, 41,
-// 42, 49 and every field the dialect marks echo), DE 39 = `response_code`, and DE 38 when
+// 0120 -> 0130, 1100 -> 1110, 1804 -> 1814, ...), the echoed fields (DE 2, 3, 4, 7, 11, 12, 13, 32,
+// 37, 41, 42, 49 and every field the dialect marks echo), DE 39 = `response_code`, and DE 38 when
 // `approval_code` is not empty. The strings are referenced: they must outlive encode().
 [[nodiscard]] Result<void> build_response(const MessageView& request,
                                           std::string_view response_code,
                                           std::string_view approval_code,
                                           MessageBuilder& out) noexcept;
 
-// Response MTI for a request or advice MTI, or 0 when there is none.
+// Response MTI for a request or advice MTI, or 0 when there is none. The origin digit is kept
+// without its repeat bit (ISO 8583:1987 and :1993 section 4.1: 0 acquirer, 2 issuer, 4 other;
+// odd: a repeat): 0101 -> 0110, 0402 -> 0412, 1804 -> 1814.
 [[nodiscard]] constexpr std::uint16_t response_mti(std::uint16_t mti) noexcept {
   const auto function = static_cast<std::uint16_t>((mti / 10) % 10);
   if (function != 0 && function != 2) {
     return 0;
   }
-  return static_cast<std::uint16_t>(mti - mti % 100 + (function + 1) * 10);
+  const auto origin = static_cast<std::uint16_t>(mti % 10 - mti % 2);
+  return static_cast<std::uint16_t>(mti - mti % 100 + (function + 1) * 10 + origin);
 }
 
 // ---------------------------------------------------------------------------------------------

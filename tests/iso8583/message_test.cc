@@ -123,6 +123,10 @@ TEST(ResponseMti, MapsRequestsAndAdvicesAndRepeats) {
   EXPECT_EQ(response_mti(421), 430);
   EXPECT_EQ(response_mti(800), 810);
   EXPECT_EQ(response_mti(1100), 1110);
+  EXPECT_EQ(response_mti(1804), 1814);  // the origin digit stays (4: other)
+  EXPECT_EQ(response_mti(1805), 1814);  // a repeat's answer is the original's
+  EXPECT_EQ(response_mti(402), 412);    // issuer-originated
+  EXPECT_EQ(response_mti(1421), 1430);
   EXPECT_EQ(response_mti(110), 0);  // a response has no response
   EXPECT_EQ(response_mti(140), 0);  // nor a notification
 }
