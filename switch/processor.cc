@@ -10,6 +10,7 @@
 #include "base/assert.h"
 #include "base/civil_date.h"
 #include "base/hash.h"
+#include "iso8583/action_codes.h"
 #include "iso8583/composite.h"
 #include "limits/layout.h"
 #include "risk/authorization.h"
@@ -300,6 +301,7 @@ Processor::Processor(const iso8583::Dialect& dialect, limits::RedisPipeline& pip
       crypto_(crypto),
       options_(std::move(options)),
       sink_(sink),
+      action_codes_(iso8583::uses_action_codes(dialect)),
       builder_(dialect) {
   if (options_.in_flight_max == 0 || options_.in_flight_max > (std::size_t{1} << 20)) {
     throw std::invalid_argument("processor: in_flight_max must be 1 .. 1048576");
@@ -500,12 +502,19 @@ HandleStatus Processor::on_undecodable(Slot& s, const iso8583::Error& e) noexcep
 }
 
 // 0800 / 0820: sign-on (DE 70 001), sign-off (002), echo (301) and the rest of the network
-// management codes are acknowledged at once; an unknown code is answered 12.
+// management codes are acknowledged at once; an unknown code is answered 12. ISO 8583:1993
+// (1804): the same by the DE 24 function code (801 sign-on, 802 sign-off, 831 echo test, 811,
+// 821), answered 1814 with DE 24 echoed and action code 800 (accepted) or 902 (12); a 1804
+// without DE 24 is a format error (904).
 void Processor::on_network(Slot& s, ConnectionState& c) noexcept {
+  const int de = action_codes_ ? 24 : 70;
   std::string_view code = "00";
-  if (s.view.has(70)) {
+  if (s.view.has(de)) {
     std::array<char, 8> buf{};
-    const std::string_view info = iso8583::text_value(s.view.field(70), buf);
+    std::string_view info = iso8583::text_value(s.view.field(de), buf);
+    if (action_codes_) {
+      info = iso8583::network_code_of_function(info);  // empty: not a function code we know
+    }
     if (info == "001") {
       if (c.peer_signs_on) {
         c.signed_on = true;
@@ -517,11 +526,13 @@ void Processor::on_network(Slot& s, ConnectionState& c) noexcept {
     } else if (info != "301" && info != "161" && info != "162" && info != "201" && info != "202") {
       code = "12";
     }
+  } else if (action_codes_) {
+    code = "30";
   }
-  const bool built = iso8583::build_response(s.view, code, {}, builder_).has_value();
+  const bool built = iso8583::build_response(s.view, wire_code(s, code), {}, builder_).has_value();
   AS_ASSERT(built);  // the MTI has a response (checked) and the dialect defines DE 39
-  if (s.view.has(70)) {
-    builder_.copy_from(s.view, 70);
+  if (s.view.has(de)) {
+    builder_.copy_from(s.view, de);
   }
   respond_built(s, code);
 }
@@ -552,7 +563,10 @@ void Processor::on_network_response(const Slot& s, ConnectionState& c) noexcept 
     }
   }
   if (s.view.has(39)) {
-    c.response_approved = iso8583::text_value(s.view.field(39), buf) == "00";
+    // ISO 8583:1993: only the class's "accepted" (800 in an 1814) reads as 00.
+    const std::string_view de39 = iso8583::text_value(s.view.field(39), buf);
+    c.response_approved =
+        (action_codes_ ? iso8583::response_code_of_action(de39, mti) : de39) == "00";
   }
 }
 
@@ -579,13 +593,17 @@ std::size_t Processor::encode_network_request(std::string_view code, std::uint32
     de11[i] = static_cast<char>('0' + v % 10);
     v /= 10;
   }
-  if (!dialect_.field(7).defined || !dialect_.field(11).defined || !dialect_.field(70).defined) {
+  // ISO 8583:1993: 1804 with the DE 24 function code of `code` (001 -> 801, 301 -> 831).
+  const int de = action_codes_ ? 24 : 70;
+  const std::string_view info = action_codes_ ? iso8583::function_code_of(code) : code;
+  if (!dialect_.field(7).defined || !dialect_.field(11).defined || !dialect_.field(de).defined ||
+      info.empty()) {
     return 0;  // a dialect without the network-management fields cannot carry our 0800
   }
-  builder_.reset(800);
+  builder_.reset(action_codes_ ? 1804 : 800);
   builder_.set_text(7, {de7.data(), de7.size()});
   builder_.set_text(11, {de11.data(), de11.size()});
-  builder_.set_text(70, code);
+  builder_.set_text(de, info);
   const auto n = builder_.encode(out);
   return n.has_value() ? *n : 0;
 }
@@ -1040,7 +1058,8 @@ void Processor::on_decision(Slot& s, const limits::Decision& d) noexcept {
     case Kind::kDebit:
     case Kind::kRefund: {
       const bool approved = d.approved();
-      (void)iso8583::build_response(s.view, code, approved ? approval_code(s) : "", builder_);
+      (void)iso8583::build_response(s.view, wire_code(s, code), approved ? approval_code(s) : "",
+                                    builder_);
       if (code == "10") {
         builder_.set_number(4, static_cast<std::uint64_t>(d.approved_minor));
       }
@@ -1051,7 +1070,7 @@ void Processor::on_decision(Slot& s, const limits::Decision& d) noexcept {
       return;
     }
     case Kind::kBalance: {
-      (void)iso8583::build_response(s.view, code, {}, builder_);
+      (void)iso8583::build_response(s.view, wire_code(s, code), {}, builder_);
       if (code == "00" && dialect_.field(54).defined) {
         builder_.set_text(54, additional_amounts(s, d));
       }
@@ -1111,7 +1130,7 @@ void Processor::stand_in(Slot& s) noexcept {
       if (options_.stand_in.kind == StandInPolicy::Kind::kApproveUpTo &&
           s.amount_minor <= options_.stand_in.approve_up_to_minor) {
         ++stats_.stand_in_approvals;  // a hold may or may not exist: reconcile
-        (void)iso8583::build_response(s.view, "00", approval_code(s), builder_);
+        (void)iso8583::build_response(s.view, wire_code(s, "00"), approval_code(s), builder_);
         respond_built(s, "00");
         owe(s);
         return;
@@ -1269,8 +1288,9 @@ Processor::Clock::time_point Processor::housekeeping_deadline() const noexcept {
 }
 
 void Processor::respond(Slot& s, std::string_view code, bool approval) noexcept {
-  const bool built =
-      iso8583::build_response(s.view, code, approval ? approval_code(s) : "", builder_).has_value();
+  const bool built = iso8583::build_response(s.view, wire_code(s, code),
+                                             approval ? approval_code(s) : "", builder_)
+                         .has_value();
   AS_ASSERT(built);  // the MTI has a response (checked) and the dialect defines DE 38, 39
   if (code == "30") {
     // A format error echoes the keys for matching, never card data (PAN, track, PIN block).
@@ -1281,6 +1301,13 @@ void Processor::respond(Slot& s, std::string_view code, bool approval) noexcept 
     }
   }
   respond_built(s, code);
+}
+
+// DE 39 as the network's dialect carries `code` (the switch's ISO 8583:1987 response code):
+// itself, or in an ISO 8583:1993 dialect the action code of it for the response's message class
+// (iso8583/action_codes.h; static strings, no allocation).
+std::string_view Processor::wire_code(const Slot& s, std::string_view code) const noexcept {
+  return action_codes_ ? iso8583::action_code_of(code, s.view.mti()) : code;
 }
 
 // Encodes what builder_ holds and hands it to the sink: the request's one response.

@@ -288,6 +288,7 @@ class Processor {
   void note_due(Slot& s) noexcept;
   void respond(Slot& s, std::string_view code, bool approval) noexcept;
   void respond_built(Slot& s, std::string_view code) noexcept;
+  [[nodiscard]] std::string_view wire_code(const Slot& s, std::string_view code) const noexcept;
   void audit(const Slot& s, std::string_view code) noexcept;
   void maybe_free(Slot& s) noexcept;
   [[nodiscard]] Clock::time_point housekeeping_deadline() const noexcept;
@@ -300,6 +301,9 @@ class Processor {
   Options options_;
   ResponseSink& sink_;
   std::string_view sha_;
+  // ISO 8583:1993 dialect (DE 39 n3): responses carry action codes, network management is
+  // 1804/1814 by DE 24 (iso8583/action_codes.h). Internally every code is the 1987 one.
+  const bool action_codes_;
 
   std::unique_ptr<Slot[]> slots_;
   // Each slot's deadline while it may still need a stand-in answer, else Clock's max: on_tick

@@ -556,7 +556,8 @@ void Server::Session::on_established() {
     log_event(LogLevel::kInfo, "dial_connected", net().name, "",
               {{"address", peer_}, {"tls", tls_ != nullptr ? "true" : "false"}});
     if (conn_.sign_on_required) {
-      // Sign on first (DE 70 001); requests that arrive meanwhile are answered 91.
+      // Sign on first (DE 70 001; 1993: 1804 DE 24 801); requests that arrive meanwhile are
+      // answered 91 (907).
       sign_on_pending_ = true;
       sign_on_stan_ = next_stan();
       sign_on_deadline_ = now + std::max<Clock::duration>(kSignOnTimeoutMin, 4 * net().budget);
@@ -668,7 +669,9 @@ void Server::Session::process() noexcept {
 }
 
 // A message without a response: an 0810 answers the switch's sign-on or echo (matched by DE
-// 11); an unmatched 0810 is counted (and the first of a connection logged: its STAN only).
+// 11); an unmatched 0810 is counted (and the first of a connection logged: its STAN only). In an
+// ISO 8583:1993 dialect the same holds for 1814 (the processor reports it as 810, approved only
+// for action code 800).
 void Server::Session::on_not_a_request() noexcept {
   if (conn_.response_mti != 810) {
     return;  // a 0110 or similar sent to the switch: nothing to do
@@ -678,7 +681,7 @@ void Server::Session::on_not_a_request() noexcept {
   if (sign_on_pending_ && stan == sign_on_stan_) {
     sign_on_pending_ = false;
     if (!conn_.response_approved) {
-      close("sign-on refused (0810 DE 39 not 00)", CloseKind::kError);
+      close("sign-on refused (0810 DE 39 not 00; 1814 not 800)", CloseKind::kError);
       return;
     }
     conn_.signed_on = true;
@@ -719,7 +722,7 @@ void Server::Session::on_timer(Clock::time_point now) noexcept {
     return;
   }
   if (sign_on_pending_ && now > sign_on_deadline_) {
-    close("no 0810 to the sign-on", CloseKind::kTimeout);
+    close("no 0810 (1814) to the sign-on", CloseKind::kTimeout);
     return;
   }
   if (draining_) {
@@ -745,12 +748,13 @@ void Server::Session::on_timer(Clock::time_point now) noexcept {
   }
 }
 
-// A switch-originated 0800 (sign-on 001, echo 301) into the write buffer.
+// A switch-originated 0800 (sign-on 001, echo 301; 1993: 1804 with DE 24 801, 831) into the
+// write buffer.
 void Server::Session::send_own(std::string_view de70, std::uint32_t stan) noexcept {
   const std::size_t n =
       shard_.processor(network_).encode_network_request(de70, stan, wall_ms(), own_);
   if (n == 0) {
-    close("the dialect cannot carry an 0800 (DE 7, 11, 70)", CloseKind::kError);
+    close("the dialect cannot carry an 0800 (DE 7, 11, 70; 1993: DE 24)", CloseKind::kError);
     return;
   }
   if (append_frame({own_.data(), n}) && !writing_) {

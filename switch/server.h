@@ -51,6 +51,10 @@
 // budget is a miss, and three misses in a row close the link (a dial link then reconnects).
 // An 0810 that matches nothing the switch sent is counted (the first per connection logged).
 //
+// ISO 8583:1993 dialects (DE 39 n3, iso8583/action_codes.h): the same flows as 1804/1814 with
+// the DE 24 function code (801 sign-on, 802 sign-off, 831 echo test) in place of DE 70, and DE
+// 39 800 as the only acceptance of a 1804; every DE 39 the switch sends is an action code.
+//
 // Slow peers: a connection holding a partial frame for longer than read_timeout (the clock
 // restarts with every whole frame) is closed with a log line (a slow writer). A slow reader is
 // bounded by its write buffer (256 KiB): a response that does not fit closes the connection.

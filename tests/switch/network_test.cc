@@ -161,43 +161,6 @@ SslCtxPtr server_ctx() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A listening socket on a free loopback port, for dial networks to connect to.
-class Acceptor {
- public:
-  Acceptor() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    const int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd_, 8), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~Acceptor() { ::close(fd_); }
-  Acceptor(const Acceptor&) = delete;
-  Acceptor& operator=(const Acceptor&) = delete;
-  [[nodiscard]] std::uint16_t port() const { return port_; }
-  // The next connection within `timeout`, or null.
-  std::unique_ptr<TestClient> accept(std::chrono::milliseconds timeout,
-                                     SSL_CTX* ctx = nullptr) const {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
-      return nullptr;
-    }
-    const int fd = ::accept(fd_, nullptr, nullptr);
-    return fd < 0 ? nullptr : TestClient::accepted(fd, ctx);
-  }
-
- private:
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-};
-
-// ---------------------------------------------------------------------------------------------
 // Messages.
 
 struct Msg {

@@ -2,7 +2,8 @@
 // The test's end of a connection to the switch, for server_test.cc and network_test.cc: a
 // blocking loopback client (or a connection a dial network made to the test's own listening
 // socket), plain TCP or TLS through OpenSSL's C API, speaking len2-binary frames (a two-byte
-// big-endian length, then the message).
+// big-endian length, then the message); and Acceptor, the listening socket a dial network
+// connects to.
 // Ownership: owns its socket and its SSL object. Every read gives up after a timeout (10 s unless
 // set_timeout() says otherwise), so no test waits forever.
 // Thread-safety: one thread at a time per TestClient.
@@ -20,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -178,6 +180,42 @@ class TestClient {
   int fd_ = -1;
   SSL* ssl_ = nullptr;
   bool handshake_ok_ = true;
+};
+
+// A listening socket on a free loopback port, for dial networks to connect to.
+class Acceptor {
+ public:
+  Acceptor() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd_, 8), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~Acceptor() { ::close(fd_); }
+  Acceptor(const Acceptor&) = delete;
+  Acceptor& operator=(const Acceptor&) = delete;
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  // The next connection within `timeout`, or null.
+  std::unique_ptr<TestClient> accept(std::chrono::milliseconds timeout,
+                                     SSL_CTX* ctx = nullptr) const {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
+      return nullptr;
+    }
+    const int fd = ::accept(fd_, nullptr, nullptr);
+    return fd < 0 ? nullptr : TestClient::accepted(fd, ctx);
+  }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
 };
 
 }  // namespace authswitch::switching
