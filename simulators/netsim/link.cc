@@ -40,7 +40,7 @@ void two_digits(unsigned v, char* out) noexcept {
 bool is_iso93(const iso8583::Dialect& d) noexcept {
   // ISO 8583:1993 carries a 3-digit action code in DE 39 where 1987 has a 2-character
   // response code.
-  return d.field(39).defined && d.field(39).max_units == 3;
+  return iso8583::uses_action_codes(d);
 }
 
 std::uint16_t network_mti(const iso8583::Dialect& d) noexcept {
@@ -263,15 +263,26 @@ void Link::handle_frame(std::span<const std::byte> message) {
 // 08xx: the switch's requests are answered at once; answers to ours end the sign-on or count
 // as an echo.
 void Link::handle_network(const iso8583::MessageView& msg) {
+  // The function: DE 70 in ISO 8583:1987, DE 24 (function code, read as its DE 70
+  // equivalent: 801 -> 001) in 1993.
+  const bool iso93 = is_iso93(*options_.dialect);
+  const int function_de = iso93 ? 24 : 70;
   std::array<char, 8> buf{};
-  const std::string_view de70 = msg.has(70) ? iso8583::text_value(msg.field(70), buf) : "";
+  std::string_view de70 =
+      msg.has(function_de) ? iso8583::text_value(msg.field(function_de), buf) : "";
+  if (iso93) {
+    de70 = iso8583::network_code_of_function(de70);
+  }
   if (iso8583::response_mti(msg.mti()) != 0) {
-    if (!iso8583::build_response(msg, "00", {}, builder_)) {
+    // Accepted: 00, or 800 in a 1814.
+    const std::uint16_t mti = msg.mti();
+    if (!iso8583::build_response(msg, iso93 ? iso8583::accepted_action_code(mti) : "00", {},
+                                 builder_)) {
       handler_.on_bad_message(*this, "0800 from the switch cannot be answered");
       return;
     }
-    if (msg.has(70)) {
-      builder_.copy_from(msg, 70);
+    if (msg.has(function_de)) {
+      builder_.copy_from(msg, function_de);
     }
     const auto n = builder_.encode(scratch_);
     if (n && send({scratch_.data(), *n})) {
@@ -280,11 +291,11 @@ void Link::handle_network(const iso8583::MessageView& msg) {
     return;
   }
   std::array<char, 8> code_buf{};
-  const std::string_view code =
-      response_code_of(msg.has(39) ? iso8583::text_value(msg.field(39), code_buf) : "");
+  const std::string_view de39 = msg.has(39) ? iso8583::text_value(msg.field(39), code_buf) : "";
+  const std::string_view code = response_code_of(*options_.dialect, de39, msg.mti());
   if (state_ == State::kSigningOn && de70 == "001") {
     if (code != "00") {
-      close("sign-on refused with " + std::string(code.empty() ? "no code" : code));
+      close("sign-on refused with " + std::string(de39.empty() ? "no code" : de39));
       return;
     }
     state_ = State::kReady;
@@ -314,12 +325,14 @@ void Link::send_network(std::string_view de70) {
   if (options_.dialect->field(32).defined && !options_.acquirer_id.empty()) {
     builder_.set_text(32, options_.acquirer_id);
   }
-  if (is_iso93(*options_.dialect) && options_.dialect->field(24).defined) {
-    // ISO 8583:1993 DE 24 function code: 801 sign-on, 831 echo test.
-    builder_.set_text(24, de70 == "001" ? std::string_view("801") : std::string_view("831"));
+  if (is_iso93(*options_.dialect)) {
+    // ISO 8583:1993: the DE 24 function code (801 sign-on, 831 echo test); DE 70 is a country
+    // code there.
+    builder_.set_text(24, iso8583::function_code_of(de70));
+  } else {
+    std::copy(de70.begin(), de70.end(), de70_.begin());
+    builder_.set_text(70, {de70_.data(), de70.size()});
   }
-  std::copy(de70.begin(), de70.end(), de70_.begin());
-  builder_.set_text(70, {de70_.data(), de70.size()});
   const auto n = builder_.encode(scratch_);
   AS_ASSERT(n.has_value());  // fixed, valid values
   if (send({scratch_.data(), *n}) && de70 == "301") {

@@ -30,6 +30,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "iso8583/action_codes.h"
 #include "iso8583/framing.h"
 #include "iso8583/message.h"
 #include "iso8583/spec.h"
@@ -205,10 +206,14 @@ class LinkSet {
 // The network management request MTI of a dialect: 0800, or 1804 in ISO 8583:1993.
 [[nodiscard]] std::uint16_t network_mti(const iso8583::Dialect& d) noexcept;
 
-// DE 39 as a two-character ISO 8583:1987 response code: a 1993 action code the switch wrote
-// for a 1987 code ("000", "051") loses its leading zero; anything else is returned as it is.
-[[nodiscard]] constexpr std::string_view response_code_of(std::string_view de39) noexcept {
-  return de39.size() == 3 && de39[0] == '0' ? de39.substr(1) : de39;
+// DE 39 of a message of `mti` as the ISO 8583:1987 response code the traffic model and the
+// scenarios reason in: itself in a 1987 dialect; in a 1993 one the 1987 code of that action code
+// (iso8583/action_codes.h: 116 -> 51, 400 in a 1430 -> 00), or empty when it is not the action
+// code of any (a 1987 code zero-padded to three digits, "051", is one of those).
+[[nodiscard]] inline std::string_view response_code_of(const iso8583::Dialect& d,
+                                                       std::string_view de39,
+                                                       std::uint16_t mti) noexcept {
+  return iso8583::uses_action_codes(d) ? iso8583::response_code_of_action(de39, mti) : de39;
 }
 
 // DE 7 (transmission date and time, MMDDhhmmss, UTC) of wall time `unix_ms` into `out`.

@@ -217,7 +217,10 @@ void LoadDriver::on_message(std::size_t /*conn*/, const iso8583::MessageView& ms
   second_.record(latency);
   ++second_received_;
   std::array<char, 8> b39{};
-  const std::string_view code = response_code_of(field_text(msg, 39, b39));
+  // In a 1993 dialect the action code, read as the 1987 code the model expects (only the exact
+  // action code of an expected code matches: "051" is no 1993 code and counts as a mismatch).
+  const std::string_view de39 = field_text(msg, 39, b39);
+  const std::string_view code = response_code_of(dialect_, de39, msg.mti());
   if (code.size() == 2 && code[0] >= '0' && code[0] <= '9' && code[1] >= '0' && code[1] <= '9') {
     ++by_code_[static_cast<std::size_t>(code[0] - '0') * 10 +
                static_cast<std::size_t>(code[1] - '0')];
@@ -225,7 +228,7 @@ void LoadDriver::on_message(std::size_t /*conn*/, const iso8583::MessageView& ms
     ++other_codes_;
   }
   Slot& s = slots_[m.tag];
-  check(s.request, msg, code);
+  check(s.request, msg, code, de39);
   std::int64_t amount = -1;
   if (msg.has(4)) {
     if (const auto v = iso8583::number_value(msg.field(4)); v) {
@@ -236,8 +239,8 @@ void LoadDriver::on_message(std::size_t /*conn*/, const iso8583::MessageView& ms
   release(m.tag);
 }
 
-void LoadDriver::check(const Request& r, const iso8583::MessageView& msg,
-                       std::string_view code) noexcept {
+void LoadDriver::check(const Request& r, const iso8583::MessageView& msg, std::string_view code,
+                       std::string_view de39) noexcept {
   const Expectation& e = r.expected;
   bool ok = e.accepts(code);
   std::int64_t amount = -1;
@@ -263,7 +266,10 @@ void LoadDriver::check(const Request& r, const iso8583::MessageView& msg,
     if (i > 0) {
       expected += '|';
     }
-    expected.append(e.codes[i].data(), 2);
+    const std::string_view two(e.codes[i].data(), 2);
+    // What the wire should have carried: the 1993 action code in a 1993 dialect.
+    expected +=
+        iso8583::uses_action_codes(dialect_) ? iso8583::action_code_of(two, msg.mti()) : two;
   }
   std::string line = std::string(kind_name(r.kind)) + " " + std::to_string(r.mti);
   if (r.present[11]) {
@@ -279,7 +285,7 @@ void LoadDriver::check(const Request& r, const iso8583::MessageView& msg,
   if (e.amount_minor >= 0) {
     line += " DE4=" + std::to_string(e.amount_minor);
   }
-  line += ", got " + std::string(code.empty() ? "no DE 39" : code);
+  line += ", got " + std::string(de39.empty() ? "no DE 39" : de39);
   if (amount >= 0) {
     line += " DE4=" + std::to_string(amount);
   }

@@ -159,7 +159,9 @@ class LoadDriver {
   [[nodiscard]] bool send_one(std::uint64_t start_ns, std::uint64_t now_ns,
                               std::int64_t wall_ms) noexcept;
   void release(std::uint32_t slot) noexcept;
-  void check(const Request& r, const iso8583::MessageView& msg, std::string_view code) noexcept;
+  // `code`: DE 39 as the 1987 code (response_code_of); `de39`: as received.
+  void check(const Request& r, const iso8583::MessageView& msg, std::string_view code,
+             std::string_view de39) noexcept;
   void close_second(std::uint64_t end_ns) noexcept;
 
   LoadOptions options_;

@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "iso8583/action_codes.h"
+#include "iso8583/dialect_loader.h"
 #include "iso8583/message.h"
 #include "simulators/traffic/portfolio.h"
 
@@ -81,7 +83,10 @@ class Parser {
         continue;
       }
       const std::string& d = w[0];
-      if (d == "profile") {
+      if (d == "dialect") {
+        setup_only(d);
+        dialect(w);
+      } else if (d == "profile") {
         setup_only(d);
         profile(w);
       } else if (d == "account") {
@@ -98,7 +103,7 @@ class Parser {
         balance(w);
       } else {
         fail("unknown directive '" + d +
-             "' (one of: profile, account, card, send, expect, balance)");
+             "' (one of: dialect, profile, account, card, send, expect, balance)");
       }
     }
     if (awaiting_expect_) {
@@ -115,6 +120,21 @@ class Parser {
  private:
   [[noreturn]] void fail(const std::string& why) const {
     throw ScenarioError(file_ + ":" + std::to_string(line_) + ": " + why);
+  }
+
+  // `dialect NAME`: the shipped dialect the scenario is written for (its MTIs and codes).
+  void dialect(const std::vector<std::string>& w) {
+    if (w.size() != 2) {
+      fail("dialect: give one shipped dialect name");
+    }
+    const std::vector<std::string_view> names = iso8583::builtin_dialect_names();
+    if (std::find(names.begin(), names.end(), w[1]) == names.end()) {
+      fail("dialect: '" + w[1] + "' is not a shipped dialect");
+    }
+    if (!s_.dialect.empty()) {
+      fail("dialect given twice");
+    }
+    s_.dialect = w[1];
   }
 
   void setup_only(const std::string& d) const {
@@ -583,7 +603,12 @@ struct CardData {
 
 class Runner {
  public:
-  Runner(const Scenario& s, const ScenarioRunOptions& o) : s_(s), o_(o) {
+  Runner(const Scenario& s, const ScenarioRunOptions& o)
+      : s_(s),
+        o_(o),
+        // A scenario that names its dialect runs in it, whatever the options say.
+        dialect_(s.dialect.empty() ? o.links.link.dialect : &iso8583::builtin_dialect(s.dialect)),
+        iso93_(dialect_ != nullptr && iso8583::uses_action_codes(*dialect_)) {
     std::random_device rd;
     std::mt19937_64 rng((std::uint64_t{rd()} << 32U) ^ rd() ^
                         static_cast<std::uint64_t>(::getpid()));
@@ -610,8 +635,14 @@ class Runner {
     }
     boost::asio::io_context io(1);
     Collector collector;
+    if (iso93_ && s_.dialect.empty()) {
+      failure(0, "an ISO 8583:1987 scenario cannot run in the 1993 dialect " +
+                     std::string(dialect_->name()) + " (name it with a `dialect` line)");
+      return finish(t0);
+    }
     LinkSetOptions lo = o_.links;
     lo.connections = 1;
+    lo.link.dialect = dialect_;
     lo.link.acquirer_id = acquirer_;
     LinkSet links(io, lo, collector);
     links.start();
@@ -762,6 +793,19 @@ class Runner {
     return std::string(format_de7(ms, buf));
   }
 
+  // DE 12 of ISO 8583:1993: local date and time YYMMDDhhmmss (UTC here).
+  static std::string now_de12() {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    ::gmtime_r(&now, &utc);
+    return fixed_digits(static_cast<std::uint64_t>(utc.tm_year % 100), 2) +
+           fixed_digits(static_cast<std::uint64_t>(utc.tm_mon + 1), 2) +
+           fixed_digits(static_cast<std::uint64_t>(utc.tm_mday), 2) +
+           fixed_digits(static_cast<std::uint64_t>(utc.tm_hour), 2) +
+           fixed_digits(static_cast<std::uint64_t>(utc.tm_min), 2) +
+           fixed_digits(static_cast<std::uint64_t>(utc.tm_sec), 2);
+  }
+
   // The fields of a send: netsim's defaults (or those of `same=`), the card, then the line's.
   Fields fields_for(const ScenarioStep& st) {
     Fields f;
@@ -772,9 +816,16 @@ class Runner {
       const std::string de7 = now_de7();
       f[7] = de7;
       f[11] = next_stan();
-      if (cls != 8) {
+      if (cls != 8 && iso93_) {
+        // ISO 8583:1993: DE 12 YYMMDDhhmmss, DE 22 the point-of-service data code (chip,
+        // attended, cardholder and card present); no DE 13 (date, effective) or DE 25 (a
+        // message reason code).
+        f[12] = now_de12();
+      } else if (cls != 8) {
         f[12] = de7.substr(4, 6);
         f[13] = de7.substr(0, 4);
+      }
+      if (cls != 8) {
         f[32] = acquirer_;
         f[37] = run_tag_ + f[11].substr(1);  // 7 + 5 = 12 characters, unique per run
         f[41] = "TERM0001";
@@ -784,8 +835,12 @@ class Runner {
         if (cls == 1 || cls == 2) {
           f[3] = "000000";
           f[18] = "5411";
-          f[22] = "051";
-          f[25] = "00";
+          if (iso93_) {
+            f[22] = "510101511001";
+          } else {
+            f[22] = "051";
+            f[25] = "00";
+          }
         }
       }
     }
@@ -825,7 +880,7 @@ class Runner {
 
   void send(const ScenarioStep& st, Link& link) {
     const Fields f = fields_for(st);
-    const iso8583::Dialect& d = *o_.links.link.dialect;
+    const iso8583::Dialect& d = *dialect_;
     iso8583::MessageBuilder b(d);
     b.reset(st.mti);
     for (const auto& [de, v] : f) {
@@ -923,10 +978,15 @@ class Runner {
     std::istringstream alts(sf.value);
     std::string alt;
     while (std::getline(alts, alt, '|')) {
+      if (sf.de == 39 && iso93_ && alt.size() == 2) {
+        // A 1987 code in a 1993 scenario means its action code for this message class.
+        alt = std::string(iso8583::action_code_of(alt, st.mti));
+      }
       ok = ok || (present && have == alt);
     }
-    if (!ok) {
-      // Amounts and codes compare as numbers when both are plain integers ("00" and "000").
+    if (!ok && sf.de != 39) {
+      // Amounts compare as numbers when both are plain integers (never DE 39: "05" is not
+      // "005", an ISO 8583:1993 approval).
       const auto want_n = parse_int(sf.value);
       const auto have_n = parse_int(have);
       ok = present && want_n && have_n && *want_n == *have_n;
@@ -982,6 +1042,8 @@ class Runner {
 
   const Scenario& s_;
   const ScenarioRunOptions& o_;
+  const iso8583::Dialect* dialect_;
+  bool iso93_ = false;
   ScenarioResult r_;
   std::uint64_t run_ = 0;
   std::string run_tag_;

@@ -5,6 +5,9 @@
 // The line format (documented for users at the top of every shipped file and in the README):
 //
 //   # comment                       blank lines and comments are ignored
+//   dialect NAME                    the shipped dialect the scenario is written for, run in
+//                                   it whatever --dialect says (without: an ISO 8583:1987
+//                                   scenario, for any 1987 dialect)
 //   profile NAME pos=T/DA/DN/MA/MN cnp=T/DA/DN/MA/MN atm=T/DA/DN/MA/MN
 //                                   a limit profile: per-transaction, day amount, day count,
 //                                   month amount, month count (minor units, counts)
@@ -28,11 +31,15 @@
 //   90=@LABEL          DE 90, original data elements of an earlier send (MTI, STAN, DE 7, DE 32)
 //   95=remaining:MINOR DE 95, replacement amounts (what a partial reversal leaves standing)
 // An 0800 gets DE 7, 11 and whatever the line gives (70=001 sign-on, 70=301 echo).
-// These are ISO 8583:1987 formats: scenarios run in the 1987 dialects (any framing).
+// These are ISO 8583:1987 formats: scenarios run in the 1987 dialects (any framing). In a
+// 1993 dialect (`dialect iso93-ebcdic`): MTIs 1xxx, DE 12 is YYMMDDhhmmss, DE 22 the
+// point-of-service data code 510101511001, no DE 13 or DE 25, an 1804 carries DE 24 (the
+// function code) from its line; 90=@LABEL and 95=remaining: are 1987 formats and do not apply.
 //
 // expect: the answer to the send before it (matched by MTI class, DE 11, 41 and 37) within
-// the timeout. DE=VALUE: the field's text equals VALUE, or one of `A|B|C`; `present`,
-// `absent`; `@LABEL` the same text as that field of the answer to send LABEL (DE 38 of a
+// the timeout. DE=VALUE: the field's text equals VALUE, or one of `A|B|C` (DE 39 in a 1993
+// dialect: a two-character 1987 code stands for its action code, iso8583/action_codes.h);
+// `present`, `absent`; `@LABEL` the same text as that field of the answer to send LABEL (DE 38 of a
 // retransmission). available= and ledger= check DE 54's amount types 02 and 01.
 //
 // balance: `authswitch-admin account show` of the account after the messages so far.
@@ -97,7 +104,8 @@ struct ScenarioStep {
 };
 
 struct Scenario {
-  std::string file;  // for messages
+  std::string file;     // for messages
+  std::string dialect;  // `dialect NAME`: the dialect it is written for; empty: any 1987 one
   std::vector<ScenarioProfile> profiles;
   std::vector<ScenarioAccount> accounts;
   std::vector<ScenarioCard> cards;

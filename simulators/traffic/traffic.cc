@@ -183,9 +183,6 @@ std::string_view kind_name(Kind k) noexcept {
 }
 
 bool Expectation::accepts(std::string_view code) const noexcept {
-  if (code.size() == 3 && code[0] == '0') {
-    code.remove_prefix(1);  // ISO 8583:1993 action code n3
-  }
   if (code.size() != 2) {
     return false;
   }
@@ -201,8 +198,7 @@ bool Expectation::accepts(std::string_view code, std::int64_t amount) const noex
   if (!accepts(code)) {
     return false;
   }
-  const std::string_view two = code.size() == 3 ? code.substr(1) : code;
-  return two != "10" || amount_minor < 0 || amount == amount_minor;
+  return code != "10" || amount_minor < 0 || amount == amount_minor;
 }
 
 void Expectation::set(std::string_view code, std::int64_t amount) noexcept {

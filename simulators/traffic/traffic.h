@@ -60,8 +60,9 @@ struct Expectation {
   // Balance inquiries: the available amount DE 54 must report (amount type 02), else -1.
   std::int64_t available_minor = -1;
 
-  // `code` is DE 39 as received: two characters (ISO 8583:1987), or three (a 1993 action
-  // code "0nn" is read as "nn").
+  // `code`: an ISO 8583:1987 response code (two characters). A 1993 action code is first read
+  // as its 1987 code (iso8583/action_codes.h, netsim's response_code_of); three characters are
+  // never accepted.
   [[nodiscard]] bool accepts(std::string_view code) const noexcept;
   // The code and, when the code is "10" (partial approval) and amount_minor >= 0, the
   // response's DE 4 (`amount_minor` -1: the response had none).

@@ -9,10 +9,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -84,8 +86,10 @@ std::string tail(const std::string& path, std::size_t lines_max = 20) {
 // signal if the test binary dies).
 class SwitchUnderTest {
  public:
-  SwitchUnderTest()
-      : dir_(fs::temp_directory_path() /
+  // `dialect`: the switch's listening network's (netsim speaks it too).
+  explicit SwitchUnderTest(std::string dialect = "iso87-ascii")
+      : dialect_(std::move(dialect)),
+        dir_(fs::temp_directory_path() /
              ("netsim_it_" + std::to_string(::getpid()) + "_" + std::to_string(instance_count++))) {
     fs::create_directories(dir_);
     // Inherited by authswitch-admin and the switch; set on the test's main thread before any
@@ -107,6 +111,7 @@ class SwitchUnderTest {
   SwitchUnderTest(SwitchUnderTest&&) = delete;
   SwitchUnderTest& operator=(SwitchUnderTest&&) = delete;
 
+  [[nodiscard]] const std::string& dialect() const { return dialect_; }
   [[nodiscard]] std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
   [[nodiscard]] const std::string& redis() const { return redis_address_; }
   [[nodiscard]] std::string cards_csv() const {
@@ -129,7 +134,7 @@ class SwitchUnderTest {
     LinkSetOptions o;
     o.target = target();
     o.connections = connections;
-    o.link.dialect = &iso8583::builtin_dialect("iso87-ascii");
+    o.link.dialect = &iso8583::builtin_dialect(dialect_);
     o.link.framing = *iso8583::parse_framing("len2-binary");
     return o;
   }
@@ -173,8 +178,8 @@ class SwitchUnderTest {
         ::dup2(fd, STDERR_FILENO);
         const std::string cfg = config.string();
         ::execl(AS_SWITCH_BINARY, AS_SWITCH_BINARY, "--config", cfg.c_str(), "--listen",
-                listen.c_str(), "--dialect", "iso87-ascii", "--framing", "len2-binary", "--redis",
-                redis_address_.c_str(), "--shards", "2", static_cast<char*>(nullptr));
+                listen.c_str(), "--dialect", dialect_.c_str(), "--framing", "len2-binary",
+                "--redis", redis_address_.c_str(), "--shards", "2", static_cast<char*>(nullptr));
         ::_exit(127);
       }
       const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -209,6 +214,7 @@ class SwitchUnderTest {
   }
 
   static inline int instance_count = 0;
+  std::string dialect_;
   fs::path dir_;
   std::unique_ptr<support::RedisServer> redis_;
   std::string redis_address_;
@@ -217,29 +223,32 @@ class SwitchUnderTest {
   pid_t pid_ = -1;
 };
 
-std::unique_ptr<SwitchUnderTest>& the_switch() {
-  static std::unique_ptr<SwitchUnderTest> s;
+// One shared switch per dialect (each with its own Redis and portfolio).
+std::map<std::string, std::unique_ptr<SwitchUnderTest>>& the_switches() {
+  static std::map<std::string, std::unique_ptr<SwitchUnderTest>> s;
   return s;
 }
 
-SwitchUnderTest& shared_switch() {
-  if (!the_switch()) {
-    the_switch() = std::make_unique<SwitchUnderTest>();
+SwitchUnderTest& shared_switch(const std::string& dialect = "iso87-ascii") {
+  std::unique_ptr<SwitchUnderTest>& s = the_switches()[dialect];
+  if (!s) {
+    s = std::make_unique<SwitchUnderTest>(dialect);
   }
-  return *the_switch();
+  return *s;
 }
 
 class SwitchEnvironment : public ::testing::Environment {
  public:
-  void TearDown() override { the_switch().reset(); }
+  void TearDown() override { the_switches().clear(); }
 };
 [[maybe_unused]] const ::testing::Environment* const kEnvironment =
     ::testing::AddGlobalTestEnvironment(new SwitchEnvironment);
 
-std::vector<std::string> scenario_files() {
+// The scenario files of simulators/netsim/scenarios/`sub` (not its subfolders).
+std::vector<std::string> scenario_files(const std::string& sub = "") {
   std::vector<std::string> out;
   for (const auto& e :
-       fs::directory_iterator(std::string(AS_SOURCE_DIR) + "/simulators/netsim/scenarios")) {
+       fs::directory_iterator(std::string(AS_SOURCE_DIR) + "/simulators/netsim/scenarios" + sub)) {
     if (e.path().extension() == ".scn") {
       out.push_back(e.path().string());
     }
@@ -251,8 +260,10 @@ std::vector<std::string> scenario_files() {
 class ShippedScenario : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ShippedScenario, PassesAgainstTheRealSwitch) {
-  SwitchUnderTest& sw = shared_switch();
   const Scenario s = load_scenario(GetParam());
+  // A scenario that names its dialect runs against a switch speaking it; the others are
+  // ISO 8583:1987 scenarios.
+  SwitchUnderTest& sw = shared_switch(s.dialect.empty() ? "iso87-ascii" : s.dialect);
   ScenarioRunOptions o;
   o.links = sw.links(1);
   o.redis = sw.redis();
@@ -268,17 +279,23 @@ TEST_P(ShippedScenario, PassesAgainstTheRealSwitch) {
   EXPECT_TRUE(sw.running());
 }
 
+std::string scenario_test_name(const ::testing::TestParamInfo<std::string>& p) {
+  std::string name = fs::path(p.param).stem().string();
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
 INSTANTIATE_TEST_SUITE_P(Netsim, ShippedScenario, ::testing::ValuesIn(scenario_files()),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string name = fs::path(p.param).stem().string();
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         scenario_test_name);
+// ISO 8583:1993 scenarios (`dialect iso93-ebcdic`), against a switch listening in that dialect.
+INSTANTIATE_TEST_SUITE_P(Netsim93, ShippedScenario, ::testing::ValuesIn(scenario_files("/iso93")),
+                         scenario_test_name);
 
 // ~3 s at 300 requests/s over 3 connections with the shipped mix: every answer must be the
-// one the traffic model expects, and every request must be answered once, in time.
-TEST(NetsimLoad, ShortOpenLoopRunIsClean) {
-  SwitchUnderTest& sw = shared_switch();
+// one the traffic model expects (in a 1993 dialect: the 1993 action code of it), and every
+// request must be answered once, in time.
+void expect_clean_short_load(const std::string& dialect) {
+  SwitchUnderTest& sw = shared_switch(dialect);
   LoadRun run;
   run.links = sw.links(3);
   run.load.rate_per_s = 300;
@@ -287,7 +304,7 @@ TEST(NetsimLoad, ShortOpenLoopRunIsClean) {
   run.load.timeout_ns = 5'000'000'000;
   run.cards_csv = sw.cards_csv();
   run.seed = 11;
-  run.dialect_name = "iso87-ascii";
+  run.dialect_name = dialect;
   run.framing_name = "len2-binary";
   RunReport r;
   run_load(run, r);
@@ -310,6 +327,12 @@ TEST(NetsimLoad, ShortOpenLoopRunIsClean) {
   EXPECT_EQ(r.latency.count(), r.matched);
   EXPECT_TRUE(sw.running()) << sw.log_tail();
 }
+
+TEST(NetsimLoad, ShortOpenLoopRunIsClean) { expect_clean_short_load("iso87-ascii"); }
+
+// The same against a switch speaking ISO 8583:1993 (EBCDIC, MTI 1xxx, DE 39 action codes,
+// sign-on by 1804 DE 24 801).
+TEST(NetsimLoad, ShortOpenLoopRunIsCleanIso93) { expect_clean_short_load("iso93-ebcdic"); }
 
 // The CLI end to end: a closed-loop run writes its JSON and HTML reports and exits 0. It gets
 // a switch, Redis and portfolio of its own: the traffic model starts from the portfolio's

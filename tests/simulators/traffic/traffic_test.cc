@@ -69,12 +69,12 @@ TEST(Kinds, HaveNames) {
   EXPECT_EQ(kind_name(Kind::kCardNotPresent), "card_not_present");
 }
 
-TEST(ExpectationTest, AcceptsTwoAndThreeDigitCodesAndPartialAmounts) {
+TEST(ExpectationTest, AcceptsTwoCharacterCodesAndPartialAmounts) {
   Expectation e;
   e.set("10", 1234);
   e.add("59");
   EXPECT_TRUE(e.accepts("10"));
-  EXPECT_TRUE(e.accepts("010"));
+  EXPECT_FALSE(e.accepts("010"));  // a 1993 action code is mapped first (002 is 10)
   EXPECT_TRUE(e.accepts("59"));
   EXPECT_FALSE(e.accepts("00"));
   EXPECT_FALSE(e.accepts("1"));
