@@ -372,19 +372,22 @@ void Reconciler::on_error(Call& c, limits::ClientErrc e, std::string_view messag
   failed(c, e == limits::ClientErrc::kServerError ? message : limits::to_string(e));
 }
 
-// What Redis answered. A forced call: "stand_in" is our own placement (now or by an earlier
-// attempt whose answer was lost); any other approval is the original's; "hold_exists" means a
-// record under the id came first (the original, or a reversal's void record): nothing owed.
+// What Redis answered. A forced call: "stand_in" is our own placement or top-up of a partial
+// original (now or by an earlier attempt whose answer was lost); any other approval is the
+// original's, or "hold_<state>" when the original's partial hold was settled before the top-up
+// (nothing more owed); "hold_exists" means a record under the id came first (the original, or a
+// reversal's void record): nothing owed.
 void Reconciler::outcome(Call& c, const limits::Decision& d) noexcept {
   const std::string_view reason = d.reason_text();
   if (is_forced(c.item.op)) {
     if (d.code() == "00") {
       finish(c, reason == "stand_in" ? ReconState::kApplied : ReconState::kReplayedOriginal,
-             reason == "stand_in" ? "" : "original");
+             reason == "stand_in" ? "" : (reason.empty() ? "original" : reason));
     } else if (d.code() == "94" && reason == "hold_exists") {
       finish(c, ReconState::kReplayedOriginal, "hold_exists");
     } else if (d.code() == "10") {
-      // The original approved part of what the stand-in approved in full: a person decides.
+      // The original approved part of what the stand-in approved in full, and its hold was
+      // raised or partly reversed since (else the script tops it up): a person decides.
       finish(c, ReconState::kUnresolved, "original_partial");
     } else {
       finish(c, ReconState::kUnresolved, reason.empty() ? d.code() : reason);

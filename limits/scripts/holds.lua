@@ -531,9 +531,10 @@ end
 -- currency (57), a bad amount (13), or a hold record with this id already (94 hold_exists: the
 -- original call placed it, or a reversal of it came first and left its void record).
 -- Replays (see the end of the script): the same key with the same fingerprint returns the
--- original reply when that approved (00/10) and changes nothing; an original decline is
+-- original reply when that approved in full (00) and changes nothing; an original decline is
 -- superseded: the forced hold is placed and its reply replaces the replay record, so a repeat of
--- the original request is answered 00 like the stand-in answer.
+-- the original request is answered 00 like the stand-in answer. An original partial approval
+-- (10) is topped up to the full amount (forced_top_up).
 local function forced_transaction(a, state)
   local id, amount, cur, ch, mcc = a[5], tonumber(a[6]), a[7], a[8], a[9]
   local l = limit_args(a, 11)
@@ -545,6 +546,37 @@ local function forced_transaction(a, state)
   end
   if redis.call('HEXISTS', holds, id) == 1 then return decline('94', 'hold_exists') end
   place(id, state, amount, cur, ch, mcc, l, '')
+  return reply('00', amount, 'stand_in')
+end
+
+-- force_auth / force_debit whose original call approved part of the amount (10, `original`)
+-- while the switch had answered 00 for all of it: the rest is owed too. The original's hold
+-- (debit) is raised to the full amount whatever the balance and limits say, counted in the
+-- card's usage like an increment, and replied 00 "stand_in" (that reply replaces the replay
+-- record). When the original's record is no longer as it placed it, nothing is changed:
+--   reversed (V), expired (X) or, for an authorization, completed (C): nothing more is owed
+--     (a completion posts the network's final amount); replied 00 "hold_<state>", approved 0;
+--   raised or partly reversed since: the original reply (10) is returned, for a person.
+local function forced_top_up(a, state, original)
+  local id, amount = a[5], tonumber(a[6])
+  local s = redis.call('HGET', holds, id)
+  if not s then return original end
+  local h = unpack_hold(s)
+  if h.st ~= state then return reply('00', 0, 'hold_' .. h.st) end
+  local placed = state == 'P' and h.amt or h.posted
+  if placed ~= original[2] or h.amt ~= original[2] or amount == nil or amount <= placed then
+    return original
+  end
+  local more = amount - placed
+  h.amt = amount
+  if state == 'P' then
+    acct_add('held', more)
+  else
+    h.posted = amount
+    acct_add('bal', -more)
+  end
+  redis.call('HSET', holds, id, pack_hold(h))
+  if card_state(h.ch).st then add_usage(h, more, 0) end
   return reply('00', amount, 'stand_in')
 end
 
@@ -754,19 +786,44 @@ if op == 'auth' or op == 'debit' then V = velocity_args(ARGV) end
 -- the same key with a different request is a duplicate (94).
 -- A forced (stand-in) authorization supersedes an original that declined (see
 -- forced_transaction).
+-- A replay record is "<fingerprint>\n<reply>", the reply's 8 values separated by tabs (none of
+-- its texts holds a tab; a JSON array in records written before 2026-12-07).
+local function reply_text(r)
+  return table.concat(r, '\t')
+end
+
+local function reply_parse(s)
+  if string.sub(s, 1, 1) == '[' then return cjson.decode(s) end
+  local r = {}
+  for part in string.gmatch(s, '([^\t]*)\t?') do
+    r[#r + 1] = part
+    if #r == 8 then break end
+  end
+  for _, i in ipairs({ 2, 3, 4, 6, 7 }) do r[i] = tonumber(r[i]) end
+  return r
+end
+
 local forced = op == 'force_auth' or op == 'force_debit'
+local partial
 local seen = redis.call('GET', replay)
 if seen then
   local sep = string.find(seen, '\n', 1, true)
   if string.sub(seen, 1, sep - 1) ~= fingerprint then return decline('94', 'duplicate_key') end
-  local original = cjson.decode(string.sub(seen, sep + 1))
-  if not forced or original[1] == '00' or original[1] == '10' then return original end
+  local original = reply_parse(string.sub(seen, sep + 1))
+  if not forced or original[1] == '00' then return original end
+  if original[1] == '10' then partial = original end
 end
 expire_due(16)
-local r = fn(ARGV)
+local r
+if partial then
+  r = forced_top_up(ARGV, op == 'force_auth' and 'P' or 'C', partial)
+else
+  r = fn(ARGV)
+end
 flush_writes()
--- A forced call that could not place its hold leaves the original's record as it was.
-if not forced or r[1] == '00' then
-  redis.call('SET', replay, fingerprint .. '\n' .. cjson.encode(r), 'PX', replay_ms)
+-- A forced call that placed nothing (or topped nothing up) leaves the original's record as it
+-- was.
+if not forced or (r[1] == '00' and r[5] == 'stand_in') then
+  redis.call('SET', replay, fingerprint .. '\n' .. reply_text(r), 'PX', replay_ms)
 end
 return r

@@ -126,14 +126,14 @@ class Holds : public support::SharedRedisTest {
   // The reconciler's replay of a stand-in approval: auth's (or debit's) arguments and
   // fingerprint, op force_auth (force_debit).
   Decision forced(const std::string& txn, std::int64_t amount, const std::string& op = "auth",
-                  const Profile& p = {}) {
+                  const Profile& p = {}, bool partial_ok = false) {
     std::vector<std::string> args = {txn,
                                      std::to_string(amount),
                                      "840",
                                      op == "auth" ? "pos" : "atm",
                                      op == "auth" ? "5411" : "6011",
                                      ""};
-    const auto tail = limit_tail("20231114", false, p);
+    const auto tail = limit_tail("20231114", partial_ok, p);
     args.insert(args.end(), tail.begin(), tail.end());
     return run("force_" + op, txn, args, kNow, "tok1", "1", nullptr, op);
   }
@@ -270,6 +270,41 @@ TEST_F(Holds, ReplayReturnsTheOriginalAnswerAndChangesNothing) {
   EXPECT_EQ(again.approved_minor, first.approved_minor);
   EXPECT_EQ(again.available_minor, first.available_minor);
   EXPECT_EQ(snapshot(), before);
+}
+
+// Every value of the reply comes back from the replay record, texts and figures alike.
+TEST_F(Holds, ReplayOfADeclineReturnsEveryValueOfTheOriginal) {
+  const Decision first = auth("t1", 60'000);
+  ASSERT_EQ(first.code(), "61");
+  ASSERT_EQ(first.reason_text(), "per_transaction");
+  auth("t2", 1'000);  // the balance moves: the replay still says what the original saw
+  const Decision again = auth("t1", 60'000);
+  EXPECT_EQ(again.code(), "61");
+  EXPECT_EQ(again.reason_text(), "per_transaction");
+  EXPECT_EQ(again.value, 60'000);
+  EXPECT_EQ(again.threshold, 50'000);
+  EXPECT_EQ(again.balance_minor, 100'000);
+  EXPECT_EQ(again.available_minor, 100'000);
+}
+
+// Replay records written as a JSON array (before 2026-12-07) are still read.
+TEST_F(Holds, ReplayRecordsWrittenAsJsonAreStillRead) {
+  ASSERT_EQ(auth("t1", 2'500).code(), "00");
+  const auto r = command(redis(), {"GET", "as:{a:1}:i:t1"});
+  ASSERT_EQ(r->type, REDIS_REPLY_STRING);
+  const std::string record(r->str, r->len);
+  const std::string fingerprint = record.substr(0, record.find('\n'));
+  command(redis(), {"SET", "as:{a:1}:i:t1",
+                    fingerprint + "\n[\"10\",1234,99000,95000,\"partial\",2500,1234,\"2:7:5\"]"});
+  const Decision again = auth("t1", 2'500);
+  EXPECT_EQ(again.code(), "10");
+  EXPECT_EQ(again.approved_minor, 1'234);
+  EXPECT_EQ(again.balance_minor, 99'000);
+  EXPECT_EQ(again.available_minor, 95'000);
+  EXPECT_EQ(again.reason_text(), "partial");
+  EXPECT_EQ(again.value, 2'500);
+  EXPECT_EQ(again.threshold, 1'234);
+  EXPECT_EQ(again.fired_text(), "2:7:5");
 }
 
 TEST_F(Holds, SameKeyWithADifferentRequestIsADuplicate) {
@@ -910,6 +945,73 @@ TEST_F(Holds, ForcedAuthSupersedesADeclinedOriginal) {
   EXPECT_EQ(snapshot(), before);
   // Another request under the key is still a duplicate.
   EXPECT_EQ(forced("t1", 1).code(), "94");
+  EXPECT_EQ(snapshot(), before);
+}
+
+// The late original call approved part of what the switch approved in full by stand-in: the
+// forced call raises its hold (or debit) to the full amount, and its reply replaces the
+// original's replay record.
+TEST_F(Holds, ForcedCallTopsUpAPartialOriginalToTheStandInAmount) {
+  const Profile p{.per_txn = 500'000, .day_amount = 500'000};
+  const Decision original = auth("t1", 120'000, true, p);
+  ASSERT_EQ(original.code(), "10");
+  ASSERT_EQ(original.approved_minor, 100'000);
+  const Decision d = forced("t1", 120'000, "auth", p, true);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.reason_text(), "stand_in");
+  EXPECT_EQ(d.approved_minor, 120'000);
+  EXPECT_EQ(d.available_minor, -20'000);
+  EXPECT_EQ(field("as:{a:1}", "held"), 120'000);
+  EXPECT_EQ(hash("as:{a:1}:h")["t1"].substr(0, 9), "P|120000|");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.pos"), 120'000);  // counted once, in full
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dN.pos"), 1);
+  const std::string before = snapshot();
+  const Decision repeat = auth("t1", 120'000, true, p);  // the repeat gets the stand-in answer
+  EXPECT_EQ(repeat.code(), "00");
+  EXPECT_EQ(repeat.approved_minor, 120'000);
+  EXPECT_EQ(forced("t1", 120'000, "auth", p, true).code(), "00");
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(Holds, ForcedCallTopsUpAPartialDebit) {
+  const Profile p{.per_txn = 500'000, .day_amount = 500'000};
+  const Decision original = debit("d1", 130'000, true, p);
+  ASSERT_EQ(original.code(), "10");
+  ASSERT_EQ(original.approved_minor, 100'000);
+  const Decision d = forced("d1", 130'000, "debit", p, true);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.reason_text(), "stand_in");
+  EXPECT_EQ(d.balance_minor, -30'000);
+  EXPECT_EQ(field("as:{a:1}", "bal"), -30'000);
+  EXPECT_EQ(hash("as:{a:1}:h")["d1"].substr(0, 16), "C|130000|130000|");
+  EXPECT_EQ(field("as:{a:1}:c:tok1", "dA.atm"), 130'000);
+}
+
+// Once the original's hold is settled nothing more is owed; once it changed otherwise (raised,
+// partly reversed) a person decides: the original's reply comes back and nothing changes.
+TEST_F(Holds, ForcedTopUpOfAHoldThatMovedOnChangesNothing) {
+  const Profile p{.per_txn = 500'000, .day_amount = 500'000, .day_count = 100};
+  ASSERT_EQ(auth("t1", 120'000, true, p).code(), "10");
+  ASSERT_EQ(reverse("r1", "t1", 0).code(), "00");
+  std::string before = snapshot();
+  Decision d = forced("t1", 120'000, "auth", p, true);
+  EXPECT_EQ(d.code(), "00");
+  EXPECT_EQ(d.reason_text(), "hold_V");
+  EXPECT_EQ(d.approved_minor, 0);
+  EXPECT_EQ(snapshot(), before);
+
+  ASSERT_EQ(auth("t2", 120'000, true, p).code(), "10");
+  ASSERT_EQ(capture("c2", "t2", 90'000).code(), "00");
+  before = snapshot();
+  EXPECT_EQ(forced("t2", 120'000, "auth", p, true).reason_text(), "hold_C");
+  EXPECT_EQ(snapshot(), before);
+
+  ASSERT_EQ(auth("t3", 30'000, true, p).code(), "10");  // 10'000 available
+  ASSERT_EQ(reverse("r3", "t3", 4'000).code(), "00");
+  before = snapshot();
+  d = forced("t3", 30'000, "auth", p, true);
+  EXPECT_EQ(d.code(), "10");
+  EXPECT_EQ(d.approved_minor, 10'000);  // the original's reply
   EXPECT_EQ(snapshot(), before);
 }
 

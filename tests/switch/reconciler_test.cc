@@ -285,6 +285,32 @@ TEST_F(ReconcilerTest, StandInApprovalWhoseLateOriginalAppliedChangesNothing) {
   EXPECT_EQ(states(lines, t.key()), (std::vector<std::string>{"queued", "replayed_original"}));
 }
 
+// The late original approved only part (10) of what the stand-in approved (00): the
+// reconciler's forced call tops the hold up to the full amount, so the network's answer is what
+// is held.
+TEST_F(ReconcilerTest, StandInApprovalWhoseLateOriginalApprovedPartOfItIsToppedUp) {
+  (void)support::redis_command(*redis_, {"HSET", "as:{a:R}", "bal", "10000"});
+  start();
+  warm();
+  (void)support::redis_command(*redis_, {"CLIENT", "PAUSE", "500"});
+  Txn t;
+  t.stan = "000012";
+  const std::uint64_t id = send(t);
+  ASSERT_TRUE(run_until([&] { return sink_.code(id).has_value(); }));
+  EXPECT_EQ(sink_.code(id), "00");  // by stand-in, for 12,500
+  ASSERT_TRUE(run_until([&] {
+    return processor_->in_flight() == 0 && reconciler_->pending() == 0 &&
+           reconciler_->stats().queued == 1;
+  }));
+  EXPECT_EQ(reconciler_->stats().applied, 1U);
+  EXPECT_EQ(reconciler_->stats().unresolved, 0U);
+  EXPECT_EQ(number("as:{a:R}", "held"), 12'500);
+  EXPECT_EQ(hold(t.key()).substr(0, 8), "P|12500|");
+  stop();
+  const auto lines = journal_lines();
+  EXPECT_EQ(states(lines, t.key()), (std::vector<std::string>{"queued", "applied"}));
+}
+
 TEST_F(ReconcilerTest, AdviceAcknowledgedWhileRedisIsDownIsAppliedOnceItIsBack) {
   start();
   const Txn auth;
