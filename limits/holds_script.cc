@@ -1,8 +1,11 @@
 #include "limits/holds_script.h"
 
+#include <openssl/sha.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <string>
 
 #include "base/assert.h"
 
@@ -30,6 +33,38 @@ std::size_t build(std::array<char, kKeyMax>& out,
 }
 
 }  // namespace
+
+const FunctionLibrary& holds_library() {
+  struct Built {
+    std::string text;
+    std::string library;
+    std::string function;
+  };
+  static const Built built = [] {
+    const std::string_view body = holds_script();
+    std::array<unsigned char, SHA_DIGEST_LENGTH> digest{};
+    SHA1(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest.data());
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hash;
+    for (std::size_t i = 0; i < 8; ++i) {
+      hash += kHex[digest[i] >> 4U];
+      hash += kHex[digest[i] & 0xFU];
+    }
+    Built b;
+    b.library = "authswitch_holds_" + hash;
+    b.function = "holds_" + hash;
+    b.text = "#!lua name=" + b.library + "\n" + std::string(body) +
+             "\nredis.register_function('" + b.function + "', holds_call)\n";
+    return b;
+  }();
+  static const FunctionLibrary view{built.text, built.library, built.function};
+  return view;
+}
+
+std::string_view register_holds(RedisPipeline& pipeline) {
+  const FunctionLibrary& l = holds_library();
+  return pipeline.load_library(l.text, l.library, l.function);
+}
 
 std::string_view embedded_script(std::string_view name) noexcept {
   for (const EmbeddedScript& s : embedded_scripts()) {
@@ -67,8 +102,8 @@ bool HoldsCall::begin(const CallContext& ctx, std::string_view op) noexcept {
   if (!keys_.set(ctx.account_id, ctx.card_token, ctx.txn_key)) {
     return false;
   }
-  push("EVALSHA");
-  push(ctx.sha);
+  push("FCALL");
+  push(ctx.function);
   push("5");
   for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
     push(keys_.key(static_cast<AccountKeys::Index>(k)));
@@ -100,10 +135,10 @@ void HoldsCall::push_limit_tail(const AuthRequest& r) noexcept {
   push(number(8, l.month_count_max));
 }
 
-bool HoldsCall::set_auth(std::string_view sha, std::string_view op, std::string_view account_id,
+bool HoldsCall::set_auth(std::string_view function, std::string_view op, std::string_view account_id,
                          std::string_view card_token, const AuthRequest& r, std::int64_t now_ms,
                          std::int64_t replay_window_ms, std::string_view fingerprint) noexcept {
-  const CallContext ctx{sha,    account_id,       card_token, r.txn_key,
+  const CallContext ctx{function, account_id,       card_token, r.txn_key,
                         now_ms, replay_window_ms, fingerprint};
   if (!begin(ctx, op)) {
     return false;
@@ -118,13 +153,13 @@ bool HoldsCall::set_auth(std::string_view sha, std::string_view op, std::string_
   return true;
 }
 
-bool HoldsCall::set_forced_auth(std::string_view sha, std::string_view op,
+bool HoldsCall::set_forced_auth(std::string_view function, std::string_view op,
                                 std::string_view account_id, std::string_view card_token,
                                 const AuthRequest& r, std::int64_t now_ms,
                                 std::int64_t replay_window_ms,
                                 std::string_view fingerprint) noexcept {
   AS_ASSERT(op == "auth" || op == "debit");
-  return set_auth(sha, op == "auth" ? "force_auth" : "force_debit", account_id, card_token, r,
+  return set_auth(function, op == "auth" ? "force_auth" : "force_debit", account_id, card_token, r,
                   now_ms, replay_window_ms, fingerprint);
 }
 

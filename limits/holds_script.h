@@ -35,8 +35,26 @@ std::span<const EmbeddedScript> embedded_scripts() noexcept;
 // The source text of the embedded script `name` (file stem), or empty.
 [[nodiscard]] std::string_view embedded_script(std::string_view name) noexcept;
 
-// The holds script's source text.
+// limits/scripts/holds.lua's text: the body of the holds library below.
 [[nodiscard]] inline std::string_view holds_script() noexcept { return embedded_script("holds"); }
+
+// The holds script as a Redis function library (Redis 7 functions): `text` is what FUNCTION LOAD
+// takes ("#!lua name=<library>", holds.lua, the registration of <function>), and a call is
+// FCALL <function> 5 <keys> <args>. Its functions are defined once per load, not on every call as
+// an EVAL script's are. Library and function names end in the first 16 hex digits of the SHA-1
+// of holds.lua, so switches of different versions sharing one Redis (a rolling upgrade) each
+// call their own; FUNCTION DELETE removes a version nothing runs any more. Built on first use
+// (startup), then immutable.
+struct FunctionLibrary {
+  std::string_view text;
+  std::string_view library;   // "authswitch_holds_<hash>"
+  std::string_view function;  // "holds_<hash>"
+};
+[[nodiscard]] const FunctionLibrary& holds_library();
+
+// Registers holds_library() on `pipeline` (RedisPipeline::load_library; startup only, may
+// throw) and returns the function to name in CallContext::function.
+std::string_view register_holds(RedisPipeline& pipeline);
 
 inline constexpr std::size_t kAccountIdMax = 32;
 inline constexpr std::size_t kTxnKeyMax = 64;
@@ -94,7 +112,7 @@ struct AuthRequest {
 // a replay is remembered, and the request fingerprint (a replay with another fingerprint is
 // answered 94). Views: they must outlive the HoldsCall built from them.
 struct CallContext {
-  std::string_view sha;  // of holds_script(), as RedisPipeline::load_script returned it
+  std::string_view function;  // holds_library().function, as register_holds returned it
   std::string_view account_id;
   std::string_view card_token;  // PanToken; any valid placeholder for ops that read no card
   std::string_view txn_key;
@@ -103,7 +121,7 @@ struct CallContext {
   std::string_view fingerprint;
 };
 
-// The whole EVALSHA command of one script call, laid out in fixed storage (no allocation), ready
+// The whole FCALL command of one script call, laid out in fixed storage (no allocation), ready
 // for RedisPipeline::submit. Views into the request and context are kept, not copied.
 // Its views point into itself: it is neither copied nor moved. Each set_* fails (returns false,
 // args() empty) when a key part is invalid (see AccountKeys::set).
@@ -116,7 +134,7 @@ class HoldsCall {
   HoldsCall& operator=(const HoldsCall&) = delete;
 
   // `op` is "auth" or "debit". The hold id is r.txn_key.
-  [[nodiscard]] bool set_auth(std::string_view sha, std::string_view op,
+  [[nodiscard]] bool set_auth(std::string_view function, std::string_view op,
                               std::string_view account_id, std::string_view card_token,
                               const AuthRequest& r, std::int64_t now_ms,
                               std::int64_t replay_window_ms, std::string_view fingerprint) noexcept;
@@ -125,7 +143,7 @@ class HoldsCall {
   // the reconciler. Placed whatever the balance, limits and card state say (available may go
   // below zero) and answered 00 with reason "stand_in"; a replay whose original approved returns
   // that original and changes nothing (holds.lua, forced_transaction). r's limits are unused.
-  [[nodiscard]] bool set_forced_auth(std::string_view sha, std::string_view op,
+  [[nodiscard]] bool set_forced_auth(std::string_view function, std::string_view op,
                                      std::string_view account_id, std::string_view card_token,
                                      const AuthRequest& r, std::int64_t now_ms,
                                      std::int64_t replay_window_ms,
@@ -156,7 +174,7 @@ class HoldsCall {
 
  private:
   [[nodiscard]] std::string_view number(std::size_t slot, std::int64_t v) noexcept;
-  // EVALSHA sha 5 <keys> op now window fingerprint; false when the keys are invalid.
+  // FCALL function 5 <keys> op now window fingerprint; false when the keys are invalid.
   [[nodiscard]] bool begin(const CallContext& ctx, std::string_view op) noexcept;
   void push(std::string_view a) noexcept;
   // The ten limit arguments auth, incr and debit end with (number slots 3..8).

@@ -46,13 +46,26 @@ std::string_view to_string(ClientErrc e) noexcept {
 struct RedisPipeline::Slot {
   Completion* completion = nullptr;
   Clock::time_point deadline{};
-  int script = -1;  // >= 0: an internal SCRIPT LOAD of scripts_[script]
+  int script = -1;  // >= 0: an internal SCRIPT LOAD (FUNCTION LOAD) of scripts_[script]
   bool abandoned = false;
 };
 
 struct RedisPipeline::Script {
   std::string_view text;
-  std::array<char, kShaHexLen> sha{};
+  std::array<char, kShaHexLen> sha{};  // a script's
+  std::string_view library;            // a function library's name (what FUNCTION LOAD answers)
+  std::string_view function;           // and the function callers name
+
+  // What loads it, and what Redis answers when that went right.
+  [[nodiscard]] std::array<std::string_view, 4> load_args() const noexcept {
+    if (library.empty()) {
+      return {"SCRIPT", "LOAD", text, {}};
+    }
+    return {"FUNCTION", "LOAD", "REPLACE", text};
+  }
+  [[nodiscard]] std::string_view expected() const noexcept {
+    return library.empty() ? std::string_view(sha.data(), sha.size()) : library;
+  }
 };
 
 // Replies are built by hiredis's reader through these functions into fixed arrays: nodes for
@@ -352,10 +365,16 @@ void RedisPipeline::disconnect(Clock::time_point now) noexcept {
 void RedisPipeline::queue_script_loads(Clock::time_point now) noexcept {
   scripts_pending_ = 0;
   for (std::size_t i = 0; i < script_count_; ++i) {
-    const std::string_view args[] = {"SCRIPT", "LOAD", scripts_[i].text};
-    if (!enqueue(args, {}, nullptr, now + options_.connect_timeout, static_cast<int>(i))) {
-      ++scripts_pending_;
-    }
+    queue_script_load(i, now);
+  }
+}
+
+void RedisPipeline::queue_script_load(std::size_t i, Clock::time_point now) noexcept {
+  const auto args = scripts_[i].load_args();
+  const std::size_t n = args[3].empty() ? 3 : 4;
+  if (!enqueue(std::span(args.data(), n), {}, nullptr, now + options_.connect_timeout,
+               static_cast<int>(i))) {
+    ++scripts_pending_;
   }
 }
 
@@ -535,9 +554,8 @@ bool RedisPipeline::parse_replies(Clock::time_point now) noexcept {
     ++head_;
     const Reply& reply = *static_cast<const Reply*>(obj);
     if (s.script >= 0) {
-      const auto& sha = scripts_[static_cast<std::size_t>(s.script)].sha;
       if (reply.type == Reply::Type::kString &&
-          reply.str == std::string_view(sha.data(), sha.size())) {
+          reply.str == scripts_[static_cast<std::size_t>(s.script)].expected()) {
         ++stats_.script_loads;
       } else {
         ++stats_.script_mismatches;
@@ -550,8 +568,9 @@ bool RedisPipeline::parse_replies(Clock::time_point now) noexcept {
     } else {
       ++stats_.replies;
       if (reply.type == Reply::Type::kError) {
-        if (reply.str.starts_with("NOSCRIPT") && scripts_pending_ == 0) {
-          queue_script_loads(now);  // ahead of the caller's retry (SCRIPT FLUSH, failover)
+        if (is_unknown_script_error(reply.str) && scripts_pending_ == 0) {
+          // Ahead of the caller's retry (SCRIPT FLUSH, FUNCTION FLUSH, a failover).
+          queue_script_loads(now);
         }
         s.completion->on_error(ClientErrc::kServerError, reply.str);
       } else {
@@ -609,15 +628,39 @@ std::string_view RedisPipeline::load_script(std::string_view text) {
     s.sha[2 * i] = kHex[digest[i] >> 4U];
     s.sha[2 * i + 1] = kHex[digest[i] & 0xFU];
   }
-  const int index = static_cast<int>(script_count_);
   ++script_count_;
   if (state_ != State::kDisconnected) {
-    const std::string_view args[] = {"SCRIPT", "LOAD", text};
-    if (!enqueue(args, {}, nullptr, last_now_ + options_.connect_timeout, index)) {
-      ++scripts_pending_;
-    }
+    queue_script_load(script_count_ - 1, last_now_);
   }
   return {s.sha.data(), s.sha.size()};
+}
+
+bool is_unknown_script_error(std::string_view error) noexcept {
+  return error.starts_with("NOSCRIPT") || error.starts_with("ERR Function not found");
+}
+
+std::string_view RedisPipeline::load_library(std::string_view text, std::string_view library,
+                                             std::string_view function) {
+  for (std::size_t i = 0; i < script_count_; ++i) {
+    if (scripts_[i].text == text) {
+      return scripts_[i].function;
+    }
+  }
+  if (script_count_ == kMaxScripts) {
+    throw std::length_error("RedisPipeline::load_library: too many scripts");
+  }
+  if (library.empty() || function.empty()) {
+    throw std::invalid_argument("RedisPipeline::load_library: a library needs a name and a function");
+  }
+  Script& s = scripts_[script_count_];
+  s.text = text;
+  s.library = library;
+  s.function = function;
+  ++script_count_;
+  if (state_ != State::kDisconnected) {
+    queue_script_load(script_count_ - 1, last_now_);
+  }
+  return function;
 }
 
 }  // namespace authswitch::limits

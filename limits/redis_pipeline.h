@@ -35,6 +35,7 @@
 //                  server without the script does. On NOSCRIPT the client queues SCRIPT LOAD of
 //                  every registered script before calling on_error, so callers simply retry
 //                  once (a retry submitted from on_error or later runs after the reload).
+//                  Function libraries (load_library) likewise, on "ERR Function not found".
 //   kProtocol      a reply could not be parsed, or did not fit the reply arena: the connection
 //                  is closed (all in-flight fail with kDisconnected except the one that
 //                  failed) and re-established.
@@ -130,7 +131,7 @@ class RedisPipeline {
     std::uint64_t reads = 0;
     std::uint64_t connects = 0;  // connections established
     std::uint64_t disconnects = 0;
-    std::uint64_t script_loads = 0;  // SCRIPT LOAD replies that matched the local sha
+    std::uint64_t script_loads = 0;  // SCRIPT (FUNCTION) LOAD replies that matched the sha (name)
     std::uint64_t script_mismatches = 0;
     std::uint64_t reader_buffer_growths = 0;  // hiredis sds buffer reallocations (malloc)
   };
@@ -191,6 +192,14 @@ class RedisPipeline {
   // kMaxScripts counts distinct scripts. Call at startup (throws std::length_error past
   // kMaxScripts).
   std::string_view load_script(std::string_view text);
+  // Registers a Redis function library the same way: FUNCTION LOAD REPLACE `text` on every
+  // connect, before anything a caller submits; `library` is its name (what Redis answers when
+  // the load went right) and `function` the function callers FCALL, returned. All three must
+  // outlive the client (e.g. limits::holds_library()). An "ERR Function not found" reply (a
+  // FUNCTION FLUSH, a failover to a server without it) queues the loads again, as NOSCRIPT does.
+  // Throws std::length_error past kMaxScripts, std::invalid_argument without a name.
+  std::string_view load_library(std::string_view text, std::string_view library,
+                                std::string_view function);
 
  private:
   struct Slot;
@@ -202,6 +211,7 @@ class RedisPipeline {
   void on_connected() noexcept;
   void disconnect(Clock::time_point now) noexcept;
   void queue_script_loads(Clock::time_point now) noexcept;
+  void queue_script_load(std::size_t index, Clock::time_point now) noexcept;
   [[nodiscard]] std::optional<ClientErrc> enqueue(std::span<const std::string_view> head,
                                                   std::span<const std::string_view> tail,
                                                   Completion* c, Clock::time_point deadline,
@@ -240,5 +250,10 @@ class RedisPipeline {
 
   Stats stats_;
 };
+
+// True for Redis's answer to a call of a script or function it does not have (NOSCRIPT, "ERR
+// Function not found"): on it the pipeline loads its scripts and libraries again ahead of
+// anything submitted later, so one retry of the call finds them.
+[[nodiscard]] bool is_unknown_script_error(std::string_view error) noexcept;
 
 }  // namespace authswitch::limits

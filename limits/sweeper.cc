@@ -56,7 +56,7 @@ class Sweeper::Slot final : public Completion {
     next_due_ms_ = 0;
     account_ = copy_into(account_buf_, account);
     score_ = copy_into(score_buf_, score);
-    const CallContext ctx{.sha = owner_->holds_sha_,
+    const CallContext ctx{.function = owner_->holds_function_,
                           .account_id = account_,
                           .card_token = "none",
                           .txn_key = "sweep",
@@ -146,7 +146,7 @@ class Sweeper::Slot final : public Completion {
 Sweeper::Sweeper(RedisPipeline& pipeline, Options options)
     : pipeline_(pipeline),
       options_(options),
-      holds_sha_(pipeline.load_script(holds_script())),
+      holds_function_(register_holds(pipeline)),
       due_sha_(pipeline.load_script(embedded_script("due"))),
       index_read_(std::make_unique<IndexRead>(*this)),
       slots_(std::make_unique<Slot[]>(std::max<std::size_t>(options.accounts_per_batch, 1))) {

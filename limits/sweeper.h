@@ -4,7 +4,7 @@
 // touches. Cheap at millions of holds: the sweeper never scans holds or accounts. It reads the
 // due index `as:due` (limits/layout.h: account -> earliest pending expiry, ms), takes the
 // accounts due now in batches (ZRANGEBYSCORE ... LIMIT), runs the holds script's `sweep` op on
-// each (one EVALSHA on that account's keys: bounded work, Redis Cluster safe), and sets each
+// each (one FCALL on that account's keys: bounded work, Redis Cluster safe), and sets each
 // account's index entry to the next expiry the script reports, or removes it, by a
 // compare-and-set (due.lua) that keeps any earlier expiry a switch noted meanwhile.
 //
@@ -73,7 +73,7 @@ class Sweeper {
     std::uint64_t errors = 0;        // Redis errors and timeouts (retried next pass)
   };
 
-  // Registers holds.lua and due.lua on `pipeline` (startup: load_script may throw).
+  // Registers the holds library and due.lua on `pipeline` (startup: may throw).
   Sweeper(RedisPipeline& pipeline, Options options);
   ~Sweeper();
   Sweeper(const Sweeper&) = delete;
@@ -100,7 +100,7 @@ class Sweeper {
 
   RedisPipeline& pipeline_;
   Options options_;
-  std::string_view holds_sha_;
+  std::string_view holds_function_;
   std::string_view due_sha_;
   std::unique_ptr<IndexRead> index_read_;
   std::unique_ptr<Slot[]> slots_;

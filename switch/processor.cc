@@ -178,8 +178,9 @@ class Processor::Op final : public limits::Completion {
     processor_->on_op_reply(*slot_, kind_, reply);
   }
   void on_error(limits::ClientErrc errc, std::string_view message) noexcept override {
-    // NOSCRIPT: the pipeline has queued the reload; one retry runs after it.
-    const bool noscript = message.substr(0, 8) == "NOSCRIPT";
+    // NOSCRIPT or an unknown function: the pipeline has queued the reload; one retry runs
+    // after it.
+    const bool noscript = limits::is_unknown_script_error(message);
     processor_->on_op_error(*slot_, kind_, noscript ? limits::ClientErrc::kServerError : errc,
                             noscript);
   }
@@ -351,7 +352,7 @@ Processor::Processor(const iso8583::Dialect& dialect, limits::RedisPipeline& pip
   scratch_ = std::make_unique<std::byte[]>(options_.max_message_bytes);
   call_ = std::make_unique<limits::HoldsCall>();
   script_args_ = std::make_unique<risk::ScriptArgs>();
-  sha_ = pipeline_.load_script(limits::holds_script());
+  function_ = limits::register_holds(pipeline_);
 }
 
 // The pipeline may be gone already (the recommended order): only the processor's own state is
@@ -879,10 +880,10 @@ void Processor::answer_card_error(Slot& s) noexcept {
   }
 }
 
-// Rules (auth and debit: into the call's arguments) and one EVALSHA of the holds script.
+// Rules (auth and debit: into the call's arguments) and one FCALL of the holds library.
 void Processor::submit_script(Slot& s) noexcept {
   limits::CallContext ctx;
-  ctx.sha = sha_;
+  ctx.function = function_;
   ctx.account_id = s.account_id();
   ctx.card_token = s.token.view();
   ctx.txn_key = s.replay.view();
@@ -961,7 +962,7 @@ bool Processor::build_auth_call(Slot& s) noexcept {
   r.partial_ok = options_.partial_approval && (s.transaction_type == 0 || s.transaction_type == 9);
   r.hold_ttl_ms = options_.hold_ttl_ms;
   r.limits = s.limits;
-  return call_->set_auth(sha_, s.kind == Kind::kAuth ? "auth" : "debit", s.account_id(),
+  return call_->set_auth(function_, s.kind == Kind::kAuth ? "auth" : "debit", s.account_id(),
                          s.token.view(), r, s.now_ms, options_.replay_window_ms,
                          s.fingerprint_text());
 }
@@ -1167,7 +1168,7 @@ void Processor::compensate(Slot& s) noexcept {
     return;
   }
   limits::CallContext ctx;
-  ctx.sha = sha_;
+  ctx.function = function_;
   ctx.account_id = s.account_id();
   ctx.card_token = s.token.view();
   ctx.txn_key = s.aux.view();

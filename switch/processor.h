@@ -8,7 +8,7 @@
 // Per request:
 //   copy into a free slot (fixed pool of Options::in_flight_max) -> iso8583::decode there ->
 //   classify by MTI -> keys (DE 32/7/11, DE 90) -> PAN (DE 2, else DE 35) -> token ->
-//   card directory (cached, or one HMGET; the slot waits) -> rules (auth/debit) -> one EVALSHA
+//   card directory (cached, or one HMGET; the slot waits) -> rules (auth/debit) -> one FCALL
 //   of holds.lua -> decision -> response (DE 39, DE 38, DE 4 partial, DE 54 balance).
 //   0800 is answered at once without Redis; so are format errors (30), unknown cards (14) and
 //   unsupported messages (12).
@@ -212,7 +212,7 @@ class Processor {
     std::uint64_t audit_dropped = 0;  // journal queue full: the response went out unrecorded
   };
 
-  // Registers limits::holds_script() on `pipeline` (startup: may throw) and allocates every
+  // Registers limits::holds_library() on `pipeline` (startup: may throw) and allocates every
   // slot. Throws std::invalid_argument on bad options.
   Processor(const iso8583::Dialect& dialect, limits::RedisPipeline& pipeline,
             limits::CardDirectory& directory, risk::RuleStore::Reader& rules,
@@ -300,7 +300,7 @@ class Processor {
   limits::CardDataCrypto& crypto_;
   Options options_;
   ResponseSink& sink_;
-  std::string_view sha_;
+  std::string_view function_;
   // ISO 8583:1993 dialect (DE 39 n3): responses carry action codes, network management is
   // 1804/1814 by DE 24 (iso8583/action_codes.h). Internally every code is the 1987 one.
   const bool action_codes_;

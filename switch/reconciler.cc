@@ -157,7 +157,7 @@ Reconciler::Reconciler(limits::RedisPipeline& pipeline, limits::CardDirectory& d
   free_count_ = options_.in_flight_max;
   call_ = std::make_unique<limits::HoldsCall>();
   backoff_ = options_.backoff_min;
-  sha_ = pipeline_.load_script(limits::holds_script());
+  function_ = limits::register_holds(pipeline_);
 }
 
 // The pipeline is gone (see the lifetime note): what is left is owed and journaled as such.
@@ -308,7 +308,7 @@ void Reconciler::on_card(Call& c, const limits::CardLoadResult& r) noexcept {
 void Reconciler::submit(Call& c) noexcept {
   const ReconItem& it = c.item;
   limits::CallContext ctx;
-  ctx.sha = sha_;
+  ctx.function = function_;
   ctx.account_id = it.account.view();
   ctx.card_token = it.token.view();
   ctx.txn_key = it.replay_key.view();
@@ -334,7 +334,7 @@ void Reconciler::submit(Call& c) noexcept {
       r.current_yymm = format_fixed((year % 100) * 100 + date.month, 4, yymm_);
       r.hold_ttl_ms = options_.hold_ttl_ms;
       ok = it.replay_key.view() == it.hold_id.view() &&
-           call_->set_forced_auth(sha_, it.op == ReconItem::Op::kForceAuth ? "auth" : "debit",
+           call_->set_forced_auth(function_, it.op == ReconItem::Op::kForceAuth ? "auth" : "debit",
                                   it.account.view(), it.token.view(), r, it.now_ms,
                                   options_.replay_window_ms, it.fingerprint.view());
       break;

@@ -172,7 +172,7 @@ class Reconciler {
     std::uint64_t journal_dropped = 0;    // journal lines lost (its queue was full)
   };
 
-  // Registers limits::holds_script() on `pipeline` (startup: may throw) and allocates the queue
+  // Registers limits::holds_library() on `pipeline` (startup: may throw) and allocates the queue
   // and the call slots. `journal` may be nullptr (counted only). Throws std::invalid_argument on
   // bad options.
   Reconciler(limits::RedisPipeline& pipeline, limits::CardDirectory& directory,
@@ -217,7 +217,7 @@ class Reconciler {
   limits::CardDirectory& directory_;
   ReconJournal::Producer* journal_;
   Options options_;
-  std::string_view sha_;
+  std::string_view function_;
 
   std::unique_ptr<ReconItem[]> queue_;  // ring of capacity_ items
   std::size_t capacity_ = 0;

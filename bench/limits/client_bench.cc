@@ -1,5 +1,5 @@
 // The batching Redis client (limits/redis_pipeline.h) running the holds script's `auth`
-// (limits/scripts/holds.lua) through EVALSHA against one private redis-server
+// (limits/scripts/holds.lua) through FCALL (the holds library) against one private redis-server
 // (tests/support/redis_server.h), driven by poll(2) on one connection: the client's side of the
 // floor that bench/limits/script_floor measures with redis-benchmark (50 connections).
 //
@@ -33,6 +33,7 @@
 #include <benchmark/benchmark.h>
 #include <poll.h>
 
+#include "bench/limits/shipped_velocity.h"
 #include "limits/holds_script.h"
 #include "limits/redis_pipeline.h"
 #include "risk/rules.h"
@@ -96,11 +97,11 @@ class Tally final : public Completion {
   std::uint64_t not_00 = 0;
 };
 
-// One auth's EVALSHA arguments, as script_floor sends them; the transaction key (hold id and
+// One auth's FCALL arguments, as script_floor sends them; the transaction key (hold id and
 // replay key) changes per call and is formatted in place.
 class AuthArgs {
  public:
-  explicit AuthArgs(std::string_view sha) : sha_(sha) {}
+  explicit AuthArgs(std::string_view function) : function_(function) {}
 
   // Sets the transaction key to "c<n>"; false if the keys could not be formatted.
   [[nodiscard]] bool set_txn(std::uint64_t n) noexcept {
@@ -110,7 +111,7 @@ class AuthArgs {
     const AuthRequest req = support::sample_auth(
         txn, 100,
         {1'000'000, 900'000'000'000'000, 1'000'000'000, 900'000'000'000'000, 1'000'000'000});
-    return call_.set_auth(sha_, "auth", "1", "tok1", req, 1'700'000'000'000, 86'400'000, "fp");
+    return call_.set_auth(function_, "auth", "1", "tok1", req, 1'700'000'000'000, 86'400'000, "fp");
   }
 
   [[nodiscard]] std::span<const std::string_view> args() const noexcept { return call_.args(); }
@@ -118,7 +119,7 @@ class AuthArgs {
   std::span<const std::string_view> extra;
 
  private:
-  std::string_view sha_;
+  std::string_view function_;
   std::array<char, 24> txn_{};
   HoldsCall call_;
 };
@@ -176,8 +177,7 @@ bool run_batch(RedisPipeline& c, AuthArgs& a, Tally& t, std::size_t depth,
 // A client connected to the server for `aof`, its script loaded, warmed up with a few batches.
 struct Session {
   explicit Session(AofMode aof) : client(options(server_for(aof))) {
-    const std::string_view sha = client.load_script(holds_script());
-    args = std::make_unique<AuthArgs>(sha);
+    args = std::make_unique<AuthArgs>(register_holds(client));
     const auto give_up = Clock::now() + 10s;
     while (!client.ready() && Clock::now() < give_up) {
       pump(client, last_tick);
@@ -215,28 +215,8 @@ void set_alloc_counters(benchmark::State& state, const support::AllocSnapshot& b
   }
 }
 
-// The shipped rule set's velocity arguments for a chip purchase at a US grocery, built once:
-// every call then runs the velocity rules and keeps their counters as a switch's would.
 const risk::ScriptArgs& velocity_args() {
-  static const auto rules = risk::load_rules(std::string(AS_SOURCE_DIR) + "/config/rules.toml");
-  static risk::ScriptArgs args;
-  static const bool built = [] {
-    risk::Authorization a;
-    a.amount_minor = 100;
-    a.currency = 840;
-    a.mcc = 5411;
-    a.entry_mode = risk::EntryMode::kChip;
-    a.merchant_country.assign("US");
-    a.card_status = risk::CardStatus::kActive;
-    a.card_expiry_yymm = 2812;
-    a.now_ms = 1'700'000'000'000;
-    risk::RiskDecision d;
-    rules->evaluate(a, {}, 0, d);
-    rules->script_args(a, d, 0, args);
-    return true;
-  }();
-  (void)built;
-  return args;
+  return bench::shipped_velocity_args(std::string(AS_SOURCE_DIR) + "/config/rules.toml");
 }
 
 void BM_ClientAuthPipelined(benchmark::State& state, AofMode aof, bool velocity) {

@@ -807,12 +807,18 @@ int Admin::adjust_balance(std::string_view id, std::int64_t amount_minor, std::s
     return kExitRuntime;
   }
   const std::string currency = text(*cur);
-  const std::string sha = text(*redis_.command({"SCRIPT", "LOAD", holds_script()}));
+  const limits::FunctionLibrary& library = limits::holds_library();
+  const RedisReplyPtr loaded = redis_.command({"FUNCTION", "LOAD", "REPLACE", library.text});
+  if (!is_string(*loaded) || text(*loaded) != library.library) {
+    throw RedisError("redis " + redis_.address() +
+                     ": the holds library did not load (Redis 7 or later is needed)");
+  }
   // The fingerprint covers the whole request: the same --txn with another amount is a
   // duplicate (94), with the same one a replay (the first answer, nothing changed).
   const std::string fingerprint =
       "adjust|" + std::string(txn) + "|" + std::to_string(amount_minor) + "|" + currency;
-  const CallContext ctx{sha, id, kNoCard, txn, now_ms, kAdjustReplayWindowMs, fingerprint};
+  const CallContext ctx{library.function, id,          kNoCard,    txn,
+                        now_ms,           kAdjustReplayWindowMs, fingerprint};
   HoldsCall call;
   const bool valid = call.set_adjust(ctx, amount_minor, currency);
   AS_ASSERT(valid);  // keys.set() accepted the same parts above

@@ -68,16 +68,16 @@ class Outcome final : public Completion {
   std::int64_t approved = 0;
 };
 
-// One EVALSHA of the holds script's `auth` of `amount` on account "1", card "tok1", with limits
+// One FCALL of the holds library's `auth` of `amount` on account "1", card "tok1", with limits
 // far above anything this test reaches, so only the available amount can decline.
 struct AuthCall {
   HoldsCall call;
   std::span<const std::string_view> args;
 
-  AuthCall(std::string_view sha, std::string_view txn, std::int64_t amount) {
+  AuthCall(std::string_view function, std::string_view txn, std::int64_t amount) {
     const AuthRequest r = support::sample_auth(
         txn, amount, {50'000, 1'000'000'000, 1'000'000, 1'000'000'000, 1'000'000});
-    EXPECT_TRUE(call.set_auth(sha, "auth", "1", "tok1", r, 1'700'000'000'000, 86'400'000, txn));
+    EXPECT_TRUE(call.set_auth(function, "auth", "1", "tok1", r, 1'700'000'000'000, 86'400'000, txn));
     args = call.args();
   }
 };
@@ -184,7 +184,7 @@ TEST(Concurrency, ThousandClientsNeverOverspendOneAccount) {
   RedisPipeline::Options o;
   o.host = support::RedisServer::kHost;
   o.port = server.port();
-  o.output_buffer_bytes = 64 * 1024;  // the holds script's SCRIPT LOAD (about 34 KB) fits
+  o.output_buffer_bytes = 64 * 1024;  // the holds library's FUNCTION LOAD (about 35 KB) fits
   o.max_in_flight = 8;
   o.read_chunk_bytes = 4 * 1024;
   o.reader_buffer_bytes = 4 * 1024;
@@ -197,10 +197,10 @@ TEST(Concurrency, ThousandClientsNeverOverspendOneAccount) {
 
   std::vector<std::unique_ptr<RedisPipeline>> clients;
   clients.reserve(kClients);
-  std::string sha;
+  std::string function;
   for (std::size_t i = 0; i < kClients; ++i) {
     clients.push_back(std::make_unique<RedisPipeline>(o));
-    sha = std::string(clients.back()->load_script(holds_script()));
+    function = std::string(register_holds(*clients.back()));
   }
   std::vector<pollfd> fds;
   std::vector<std::size_t> owner;
@@ -228,7 +228,7 @@ TEST(Concurrency, ThousandClientsNeverOverspendOneAccount) {
   }
   std::deque<AuthCall> calls;  // a deque never moves its elements: each keeps views into itself
   for (std::size_t i = 0; i < kRequests; ++i) {
-    calls.emplace_back(sha, txns[i], kAmount);
+    calls.emplace_back(function, txns[i], kAmount);
   }
   std::vector<Outcome> outcomes(kRequests);
   const auto deadline = Clock::now() + 60s;
@@ -305,7 +305,7 @@ TEST(Concurrency, ThousandClientsNeverOverspendOneAccount) {
   {
     AccountKeys keys;
     ASSERT_TRUE(keys.set("1", "tok1", "cc-balance"));
-    std::vector<std::string> argv = {"EVALSHA", sha, "5"};
+    std::vector<std::string> argv = {"FCALL", function, "5"};
     for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
       argv.emplace_back(keys.key(static_cast<AccountKeys::Index>(k)));
     }

@@ -8,6 +8,7 @@
 #include <hiredis/hiredis.h>
 
 #include "limits/holds_script.h"
+#include "tests/support/holds_library.h"
 #include "tests/support/redis_server.h"
 
 namespace authswitch::limits {
@@ -24,14 +25,13 @@ RedisReplyPtr command(redisContext& c, const std::vector<std::string>& args) {
 
 // Approves `count` holds of 100 on account 1 and returns how many were approved.
 int approve_holds(redisContext& c, int count) {
-  const auto loaded = command(c, {"SCRIPT", "LOAD", std::string(holds_script())});
-  const std::string sha(loaded->str, loaded->len);
+  const std::string function = support::load_holds(c);
   int approved = 0;
   for (int i = 0; i < count; ++i) {
     const std::string txn = "t" + std::to_string(i);
     AccountKeys keys;
     EXPECT_TRUE(keys.set("1", "tok1", txn));
-    std::vector<std::string> argv = {"EVALSHA", sha, "5"};
+    std::vector<std::string> argv = {"FCALL", function, "5"};
     for (std::size_t k = 0; k < AccountKeys::kCount; ++k) {
       argv.emplace_back(keys.key(static_cast<AccountKeys::Index>(k)));
     }
@@ -83,8 +83,12 @@ TEST_P(Durability, ApprovedHoldsSurviveKillNineAndRestart) {
   auto c = server.connect();
   EXPECT_EQ(hold_count(*c), 200U);
   EXPECT_EQ(held(*c), 20'000);
-  // The scripts cache is gone with the process; SCRIPT LOAD brings the script back and the
-  // replayed requests change nothing.
+  // The library came back with the data (Redis keeps functions in the AOF); loading it again
+  // changes nothing, and the replayed requests change nothing.
+  EXPECT_EQ(support::redis_command(*c, {"FUNCTION", "LIST", "LIBRARYNAME",
+                                        limits::holds_library().library})
+                ->elements,
+            1U);
   EXPECT_EQ(approve_holds(*c, 200), 200);  // replays answer with the original approval
   EXPECT_EQ(held(*c), 20'000);
   EXPECT_EQ(hold_count(*c), 200U);

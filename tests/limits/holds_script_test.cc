@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 
+#include "tests/support/holds_library.h"
 #include "tests/support/redis_fixture.h"
 #include "tests/support/redis_server.h"
 
@@ -40,13 +41,6 @@ RedisReplyPtr command(redisContext& c, const std::vector<std::string>& args) {
   return support::redis_command(c, args);
 }
 
-std::string load_script(redisContext& c) {
-  const auto r = command(c, {"SCRIPT", "LOAD", std::string(holds_script())});
-  if (r->type != REDIS_REPLY_STRING) {
-    throw std::runtime_error(std::string("SCRIPT LOAD failed: ") + (r->str ? r->str : "?"));
-  }
-  return {r->str, r->len};
-}
 
 Decision to_decision(const redisReply& r) {
   EXPECT_EQ(r.type, REDIS_REPLY_ARRAY) << (r.str != nullptr ? r.str : "");
@@ -73,7 +67,7 @@ class Holds : public support::SharedRedisTest {
  protected:
   void SetUp() override {
     support::SharedRedisTest::SetUp();
-    sha_ = load_script(redis());
+    function_ = support::load_holds(redis());
     open_account("1", 100'000, 0);
     add_card("1", "tok1", "active", "2812");
   }
@@ -100,7 +94,7 @@ class Holds : public support::SharedRedisTest {
     for (const auto& a : args) {
       fingerprint += "|" + a;
     }
-    std::vector<std::string> argv = {"EVALSHA", sha_, "5"};
+    std::vector<std::string> argv = {"FCALL", function_, "5"};
     for (std::size_t i = 0; i < AccountKeys::kCount; ++i) {
       argv.emplace_back(keys.key(static_cast<AccountKeys::Index>(i)));
     }
@@ -247,7 +241,7 @@ class Holds : public support::SharedRedisTest {
     }
   }
 
-  std::string sha_;
+  std::string function_;
 };
 
 TEST_F(Holds, ApprovalPlacesAPendingHoldAndReducesAvailable) {

@@ -165,27 +165,29 @@ void seed_account(support::RedisServer& server) {
   (void)support::redis_command(*ctx, {"HSET", "as:{a:1}:c:tok1", "st", "active", "exp", "2812"});
 }
 
-// An authorization of `amount` through EVALSHA with the holds contract; `txn` names the hold.
+// An authorization of `amount` through FCALL of the holds library; `txn` names the hold.
 struct AuthCall {
   HoldsCall call;
   std::span<const std::string_view> args;
 
-  AuthCall(std::string_view sha, std::string_view txn, std::int64_t amount) {
+  AuthCall(std::string_view function, std::string_view txn, std::int64_t amount) {
     const AuthRequest r = support::sample_auth(txn, amount, {50'000, 100'000, 10, 1'000'000, 100});
-    EXPECT_TRUE(call.set_auth(sha, "auth", "1", "tok1", r, 1'700'000'000'000, 86'400'000, txn));
+    EXPECT_TRUE(
+        call.set_auth(function, "auth", "1", "tok1", r, 1'700'000'000'000, 86'400'000, txn));
     args = call.args();
   }
 };
 
-TEST(RedisPipeline, EvalshaHoldsScriptApprovesAHold) {
+TEST(RedisPipeline, FcallOfTheHoldsLibraryApprovesAHold) {
   support::RedisServer& server = support::shared_redis_server();
   seed_account(server);
   RedisPipeline c(options_for(server));
-  const std::string_view sha = c.load_script(holds_script());
+  const std::string_view function = register_holds(c);
+  EXPECT_EQ(function, holds_library().function);
   ASSERT_TRUE(connect_ready(c));
   EXPECT_EQ(c.stats().script_loads, 1U);
   EXPECT_EQ(c.stats().script_mismatches, 0U);
-  AuthCall call(sha, "pipe-t1", 2500);
+  AuthCall call(function, "pipe-t1", 2500);
   Recorder r;
   ASSERT_FALSE(c.submit(call.args, r, in(2000ms)));
   c.flush();
@@ -197,18 +199,22 @@ TEST(RedisPipeline, EvalshaHoldsScriptApprovesAHold) {
   EXPECT_EQ(r.second_int, 2500);
 }
 
-// Every processor, the sweeper and the reconciler of a shard register holds.lua: the same text
-// is one script, loaded once per connect, however often it is registered.
+// Every processor, the sweeper and the reconciler of a shard register the holds library (the
+// sweeper due.lua too): the same text is one script or library, loaded once per connect,
+// however often it is registered.
 TEST(RedisPipeline, RegisteringTheSameScriptAgainAddsNothing) {
   support::RedisServer& server = support::shared_redis_server();
   seed_account(server);
   RedisPipeline c(options_for(server));
-  const std::string_view sha = c.load_script(holds_script());
+  const std::string_view sha = c.load_script(embedded_script("due"));
+  const std::string_view function = register_holds(c);
   for (std::size_t i = 0; i < 2 * RedisPipeline::kMaxScripts; ++i) {
-    EXPECT_EQ(c.load_script(holds_script()), sha);
+    EXPECT_EQ(c.load_script(embedded_script("due")), sha);
+    EXPECT_EQ(register_holds(c), function);
   }
   ASSERT_TRUE(connect_ready(c));
-  EXPECT_EQ(c.stats().script_loads, 1U);
+  EXPECT_EQ(c.stats().script_loads, 2U);
+  EXPECT_EQ(c.stats().script_mismatches, 0U);
   constexpr std::string_view other = "return 1";
   EXPECT_NE(c.load_script(other), sha);  // a different text is a new script
 }
@@ -233,7 +239,7 @@ TEST(RedisPipeline, EveryHoldsOpThroughHoldsCallAndParseDecision) {
   support::RedisServer& server = support::shared_redis_server();
   seed_account(server);  // balance 100,000
   RedisPipeline c(options_for(server));
-  const std::string_view sha = c.load_script(holds_script());
+  const std::string_view function = register_holds(c);
   ASSERT_TRUE(connect_ready(c));
   const auto run = [&](HoldsCall& call) {
     DecisionRecorder r;
@@ -244,7 +250,7 @@ TEST(RedisPipeline, EveryHoldsOpThroughHoldsCallAndParseDecision) {
     return r.decision;
   };
   const auto ctx = [&](std::string_view txn) {
-    return CallContext{.sha = sha,
+    return CallContext{.function = function,
                        .account_id = "1",
                        .card_token = "tok1",
                        .txn_key = txn,
@@ -252,7 +258,7 @@ TEST(RedisPipeline, EveryHoldsOpThroughHoldsCallAndParseDecision) {
                        .replay_window_ms = 86'400'000,
                        .fingerprint = txn};
   };
-  AuthCall auth(sha, "life-h1", 10'000);
+  AuthCall auth(function, "life-h1", 10'000);
   HoldsCall& call = auth.call;
   Decision d = run(call);
   EXPECT_EQ(d.code(), "00");
@@ -301,33 +307,48 @@ TEST(RedisPipeline, EveryHoldsOpThroughHoldsCallAndParseDecision) {
   EXPECT_FALSE(parse_decision(not_array, out));
 }
 
-TEST(RedisPipeline, NoscriptIsAServerErrorWithItsText) {
+// A library Redis lost (FUNCTION FLUSH, a failover) answers "ERR Function not found", a script
+// NOSCRIPT; on the first of them the client loads both again ahead of anything submitted later,
+// so a retry works.
+TEST(RedisPipeline, UnknownScriptsAndFunctionsAreServerErrorsAndAreLoadedAgain) {
   support::RedisServer& server = support::shared_redis_server();
   seed_account(server);
   RedisPipeline c(options_for(server));
-  const std::string_view sha = c.load_script(holds_script());
+  const std::string_view function = register_holds(c);
+  const std::string_view sha = c.load_script("return 7");
   ASSERT_TRUE(connect_ready(c));
   {
     auto ctx = server.connect();
+    (void)support::redis_command(*ctx, {"FUNCTION", "FLUSH"});
     (void)support::redis_command(*ctx, {"SCRIPT", "FLUSH"});
   }
-  AuthCall call(sha, "pipe-t2", 100);
-  Recorder r;
-  ASSERT_FALSE(c.submit(call.args, r, in(2000ms)));
+  const std::string_view eval[] = {"EVALSHA", sha, "0"};
+  Recorder noscript;
+  AuthCall call(function, "pipe-t2", 100);
+  Recorder unknown;
+  ASSERT_FALSE(c.submit(eval, noscript, in(2000ms)));
+  ASSERT_FALSE(c.submit(call.args, unknown, in(2000ms)));
   c.flush();
-  ASSERT_TRUE(drive(c, [&] { return r.calls == 1; }));
-  EXPECT_FALSE(r.ok);
-  EXPECT_EQ(r.errc, ClientErrc::kServerError);
-  EXPECT_EQ(r.str().substr(0, 8), "NOSCRIPT") << r.str();
-  // The client queued SCRIPT LOAD before telling us: a retry works.
-  AuthCall retry_call(sha, "pipe-t2", 100);
+  ASSERT_TRUE(drive(c, [&] { return noscript.calls == 1 && unknown.calls == 1; }));
+  EXPECT_EQ(noscript.errc, ClientErrc::kServerError);
+  EXPECT_EQ(noscript.str().substr(0, 8), "NOSCRIPT") << noscript.str();
+  EXPECT_EQ(unknown.errc, ClientErrc::kServerError);
+  EXPECT_EQ(unknown.str().substr(0, 22), "ERR Function not found") << unknown.str();
+  EXPECT_TRUE(is_unknown_script_error(noscript.str()));
+  EXPECT_TRUE(is_unknown_script_error(unknown.str()));
+  // The client queued the loads before telling us: retries work.
+  Recorder eval_again;
+  AuthCall retry_call(function, "pipe-t2", 100);
   Recorder retry;
+  ASSERT_FALSE(c.submit(eval, eval_again, in(2000ms)));
   ASSERT_FALSE(c.submit(retry_call.args, retry, in(2000ms)));
   c.flush();
-  ASSERT_TRUE(drive(c, [&] { return retry.calls == 1; }));
+  ASSERT_TRUE(drive(c, [&] { return eval_again.calls == 1 && retry.calls == 1; }));
+  ASSERT_TRUE(eval_again.ok) << eval_again.str();
   ASSERT_TRUE(retry.ok) << retry.str();
   EXPECT_EQ(retry.first_str(), "00");
-  EXPECT_EQ(c.stats().script_loads, 2U);
+  EXPECT_EQ(c.stats().script_loads, 2U + 2U);  // at connect, and once after the errors
+  EXPECT_EQ(c.stats().script_mismatches, 0U);
 }
 
 TEST(RedisPipeline, QueueFullIsBackpressureAndLosesNothing) {
@@ -428,7 +449,7 @@ TEST(RedisPipeline, DeadlinePassesWhileRedisIsPausedAndLateReplyIsSwallowed) {
 TEST(RedisPipeline, Kill9FailsInFlightFailsFastAndReconnectsWithScripts) {
   support::RedisServer server;
   RedisPipeline c(options_for(server));
-  const std::string_view sha = c.load_script(holds_script());
+  const std::string_view function = register_holds(c);
   ASSERT_TRUE(connect_ready(c));
   {
     auto ctx = server.connect();
@@ -465,7 +486,7 @@ TEST(RedisPipeline, Kill9FailsInFlightFailsFastAndReconnectsWithScripts) {
   EXPECT_LT(Clock::now() - restarted, 200ms + 1500ms);
   EXPECT_EQ(c.stats().script_loads, 2U);
   seed_account(server);
-  AuthCall call(sha, "pipe-k9", 700);
+  AuthCall call(function, "pipe-k9", 700);
   Recorder after;
   ASSERT_FALSE(c.submit(call.args, after, in(2000ms)));
   c.flush();
@@ -600,7 +621,7 @@ TEST(RedisPipeline, NoAllocationPerOperationWhenWarm) {
   support::RedisServer& server = support::shared_redis_server();
   seed_account(server);
   RedisPipeline c(options_for(server));
-  const std::string_view sha = c.load_script(holds_script());
+  const std::string_view function = register_holds(c);
   ASSERT_TRUE(connect_ready(c));
   std::vector<Recorder> r(1000);
   std::deque<AuthCall> calls;  // a deque never moves its elements: each keeps views into itself
@@ -610,7 +631,7 @@ TEST(RedisPipeline, NoAllocationPerOperationWhenWarm) {
     txns.push_back("pipe-a" + std::to_string(i));
   }
   for (std::size_t i = 0; i < r.size(); ++i) {
-    calls.emplace_back(sha, txns[i], 1);  // balance inquiry would do; a small hold is fine
+    calls.emplace_back(function, txns[i], 1);  // balance inquiry would do; a small hold is fine
   }
   const std::string_view incr[] = {"INCR", "pipeline:alloc"};
   const std::string_view get[] = {"GET", "pipeline:big-alloc"};

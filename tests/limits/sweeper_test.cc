@@ -15,6 +15,7 @@
 #include "limits/layout.h"
 #include "limits/redis_pipeline.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/holds_library.h"
 #include "tests/support/pipeline_driver.h"
 #include "tests/support/redis_fixture.h"
 #include "tests/support/sample_auth.h"
@@ -32,9 +33,7 @@ class SweeperTest : public support::SharedRedisTest {
  protected:
   void SetUp() override {
     support::SharedRedisTest::SetUp();
-    const auto r = support::redis_command(redis(), {"SCRIPT", "LOAD", holds_script()});
-    ASSERT_EQ(r->type, REDIS_REPLY_STRING);
-    sha_.assign(r->str, r->len);
+    function_ = support::load_holds(redis());
   }
 
   RedisPipeline::Options options() const {
@@ -60,7 +59,7 @@ class SweeperTest : public support::SharedRedisTest {
         support::sample_auth(txn, amount, {1'000'000, 10'000'000, 1'000, 10'000'000, 1'000});
     r.hold_ttl_ms = kTtl;
     HoldsCall call;
-    ASSERT_TRUE(call.set_auth(sha_, "auth", account, "tok", r, now, 86'400'000, txn));
+    ASSERT_TRUE(call.set_auth(function_, "auth", account, "tok", r, now, 86'400'000, txn));
     const auto reply = support::redis_command(redis(), call.args());
     ASSERT_EQ(reply->type, REDIS_REPLY_ARRAY);
     ASSERT_EQ(std::string(reply->element[0]->str), "00") << reply->element[4]->str;
@@ -99,7 +98,7 @@ class SweeperTest : public support::SharedRedisTest {
     FAIL() << "the sweeper did not settle";
   }
 
-  std::string sha_;
+  std::string function_;
 };
 
 TEST_F(SweeperTest, ReturnsExpiredHoldsOfUntouchedAccountsAndEmptiesTheIndex) {

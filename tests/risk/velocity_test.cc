@@ -132,7 +132,7 @@ TEST(Velocity, MalformedVelocityTablesAreReported) {
       "v.toml:6: rule 'r': duplicate id (first defined on line 2)");
 }
 
-// The switch's path, for real: stateless rules, then one EVALSHA of the holds script carrying
+// The switch's path, for real: stateless rules, then one FCALL of the holds library carrying
 // the velocity arguments, then the fired rules added to the decision.
 class VelocityInRedis : public support::SharedRedisTest {
  protected:
@@ -146,7 +146,7 @@ class VelocityInRedis : public support::SharedRedisTest {
     o.host = support::RedisServer::kHost;
     o.port = server().port();
     pipeline_ = std::make_unique<limits::RedisPipeline>(o);
-    sha_ = pipeline_->load_script(limits::holds_script());
+    function_ = limits::register_holds(*pipeline_);
     ASSERT_TRUE(support::drive(*pipeline_, [&] { return pipeline_->ready(); }));
   }
 
@@ -180,7 +180,7 @@ class VelocityInRedis : public support::SharedRedisTest {
     r.hold_ttl_ms = 86'400'000;
     r.limits = {100'000, 1'000'000, 100, 10'000'000, 1'000};
     limits::HoldsCall call;
-    EXPECT_TRUE(call.set_auth(sha_, "auth", "1", "tok1", r, a.now_ms, 86'400'000, txn));
+    EXPECT_TRUE(call.set_auth(function_, "auth", "1", "tok1", r, a.now_ms, 86'400'000, txn));
     Result res;
     EXPECT_FALSE(
         pipeline_->submit(call.args(), extra.args(), res, std::chrono::steady_clock::now() + 2s));
@@ -192,7 +192,7 @@ class VelocityInRedis : public support::SharedRedisTest {
   }
 
   std::unique_ptr<limits::RedisPipeline> pipeline_;
-  std::string_view sha_;
+  std::string_view function_;
 };
 
 TEST_F(VelocityInRedis, StatelessDeclinesCountTowardCardTestingInTheSameCall) {

@@ -35,6 +35,7 @@
 #include "limits/layout.h"
 #include "limits/pan_token.h"
 #include "tests/support/redis_fixture.h"
+#include "tests/support/holds_library.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/sample_auth.h"
 
@@ -245,13 +246,13 @@ class AdminTest : public support::SharedRedisTest {
 
   // The holds script's auth of `amount` on the card `pan`, as a switch sends it.
   std::string auth(const std::string& txn, const std::string& pan, std::int64_t amount) {
-    const auto sha = cmd({"SCRIPT", "LOAD", holds_script()});
+    const std::string function = support::load_holds(redis());
     AuthRequest r = support::sample_auth(txn, amount, {500'000, 1'000'000, 50, 5'000'000, 500});
     r.hold_ttl_ms = kHoldTtl;
     HoldsCall call;
     const std::string token = token_of(pan);
     const std::string fingerprint = "fp-" + txn;  // the call keeps views: they must outlive it
-    EXPECT_TRUE(call.set_auth(std::string_view(sha->str, sha->len), "auth", "A1", token, r, kNow,
+    EXPECT_TRUE(call.set_auth(function, "auth", "A1", token, r, kNow,
                               86'400'000, fingerprint));
     const auto reply = support::redis_command(redis(), call.args());
     EXPECT_EQ(reply->type, REDIS_REPLY_ARRAY);
