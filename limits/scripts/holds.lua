@@ -157,13 +157,18 @@ local function add_usage(h, amount, count)
   local c = card_state(h.ch)
   local ch = h.ch
   local set = card_set
+  -- (A card without a day or month has no counters of it to clear: they are written with it.)
   if c.day ~= h.day and count > 0 then
-    redis.call('HDEL', card, 'dA.pos', 'dN.pos', 'dA.cnp', 'dN.cnp', 'dA.atm', 'dN.atm')
+    if c.day then
+      redis.call('HDEL', card, 'dA.pos', 'dN.pos', 'dA.cnp', 'dN.cnp', 'dA.atm', 'dN.atm')
+    end
     c.day, c.dA, c.dN = h.day, 0, 0
     set.day = h.day
   end
   if c.mon ~= h.mon and count > 0 then
-    redis.call('HDEL', card, 'mA.pos', 'mN.pos', 'mA.cnp', 'mN.cnp', 'mA.atm', 'mN.atm')
+    if c.mon then
+      redis.call('HDEL', card, 'mA.pos', 'mN.pos', 'mA.cnp', 'mN.cnp', 'mA.atm', 'mN.atm')
+    end
     c.mon, c.mA, c.mN = h.mon, 0, 0
     set.mon = h.mon
   end
