@@ -198,6 +198,11 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   void respond(std::span<const std::byte> message) noexcept;
   // The shard's deferred pass (see Shard::defer_write): write what respond() buffered.
   void flush_writes() noexcept;
+  // Paused because the processor had no free slot (HandleStatus::kBusy): the shard calls this
+  // once slots may have freed up, since with nothing of its own in flight no response of its
+  // own would ever resume it.
+  [[nodiscard]] bool waiting_for_slot() const noexcept { return waiting_for_slot_; }
+  void retry_after_busy() noexcept;
   // Stop reading; close once everything accepted is answered and written.
   void drain() noexcept;
   // Deadlines: handshake, partial frame (read_timeout), sign-on answer, idle echoes.
@@ -236,6 +241,7 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   // close() of a TLS link on purpose: close_notify first. False when nothing was started.
   bool close_tls_gracefully() noexcept;
   void close_if_drained() noexcept;
+  void stop_waiting_for_slot() noexcept;
 
   Server::Shard& shard_;
   std::size_t network_;
@@ -256,6 +262,7 @@ class Server::Session : public std::enable_shared_from_this<Server::Session> {
   bool write_queued_ = false;  // in the shard's deferred pass already
   bool reading_ = false;
   bool paused_ = false;  // the processor was busy or the cap reached: resume after a response
+  bool waiting_for_slot_ = false;  // paused by the processor being busy (counted by the shard)
   bool draining_ = false;
   bool closed_ = false;
   std::size_t outstanding_ = 0;    // accepted requests not answered yet
@@ -315,6 +322,11 @@ class Server::Shard {
     schedule_deferred();
   }
   void release(std::uint32_t slot) noexcept;
+  // Sessions paused on a busy processor try again (after a pass or tick that may have freed
+  // slots). Nothing to do, and no scan, when none waits.
+  void retry_slot_waiters() noexcept;
+  void add_slot_waiter() noexcept { ++slot_waiters_; }
+  void remove_slot_waiter() noexcept { --slot_waiters_; }
   void count_response() noexcept { stats_.responses.fetch_add(1, std::memory_order_relaxed); }
   void count_request() noexcept { stats_.requests.fetch_add(1, std::memory_order_relaxed); }
   void count_bad_input() noexcept {
@@ -429,6 +441,7 @@ class Server::Shard {
   std::vector<std::uint32_t> generations_;
   std::vector<std::uint32_t> free_slots_;
   std::vector<std::uint32_t> dirty_;  // sessions with responses to write in the deferred pass
+  std::size_t slot_waiters_ = 0;       // sessions with waiting_for_slot()
   bool deferred_posted_ = false;
   bool stopping_ = false;
   Clock::time_point drain_deadline_{};
@@ -637,6 +650,10 @@ void Server::Session::process() noexcept {
       if (s == HandleStatus::kBusy) {
         --outstanding_;
         paused_ = true;  // keep the frame; resume after a response frees a slot
+        if (!waiting_for_slot_) {
+          waiting_for_slot_ = true;  // any response frees one: the shard retries us too
+          shard_.add_slot_waiter();
+        }
         break;
       }
       if (s == HandleStatus::kUnreadable) {
@@ -800,9 +817,27 @@ void Server::Session::respond(std::span<const std::byte> message) noexcept {
     shard_.defer_write(slot_);
   }
   if (paused_) {
+    stop_waiting_for_slot();
     paused_ = false;
     process();
     read();
+  }
+}
+
+void Server::Session::retry_after_busy() noexcept {
+  if (!waiting_for_slot_ || closed_) {
+    return;
+  }
+  stop_waiting_for_slot();
+  paused_ = false;
+  process();  // busy again: waits again
+  read();
+}
+
+void Server::Session::stop_waiting_for_slot() noexcept {
+  if (waiting_for_slot_) {
+    waiting_for_slot_ = false;
+    shard_.remove_slot_waiter();
   }
 }
 
@@ -859,6 +894,7 @@ void Server::Session::close(std::string_view why, CloseKind kind) noexcept {
     return;
   }
   closed_ = true;
+  stop_waiting_for_slot();
   if (kind == CloseKind::kBadInput) {
     shard_.count_bad_input();
   } else if (kind == CloseKind::kTimeout) {
@@ -1075,6 +1111,7 @@ void Server::Shard::schedule_deferred() noexcept {
 
 void Server::Shard::run_deferred() noexcept {
   deferred_posted_ = false;
+  retry_slot_waiters();  // the responses of this pass freed processor slots
   flush();  // Redis first: its work is the longer leg, and runs while the responses are written
   for (std::size_t i = 0; i < dirty_.size(); ++i) {  // by index: nothing below appends, but
     const std::uint32_t slot = dirty_[i];            // a reallocation would not hurt either
@@ -1084,6 +1121,15 @@ void Server::Shard::run_deferred() noexcept {
     }
   }
   dirty_.clear();
+}
+
+void Server::Shard::retry_slot_waiters() noexcept {
+  for (std::size_t i = 0; slot_waiters_ > 0 && i < sessions_.size(); ++i) {
+    if (sessions_[i] != nullptr && sessions_[i]->waiting_for_slot()) {
+      const std::shared_ptr<Session> s = sessions_[i];  // processing may close and release it
+      s->retry_after_busy();
+    }
+  }
 }
 
 void Server::Shard::drive_redis() noexcept {
@@ -1256,6 +1302,9 @@ void Server::Shard::on_tick() noexcept {
   if (sweeper_ != nullptr) {
     sweeper_->on_tick(now, wall_ms());
   }
+  // Slots also free without a response (a late Redis reply to an answered request): a waiting
+  // session is retried at least every tick.
+  retry_slot_waiters();
   if (++ticks_ % kTimerTicks == 0) {
     on_timers(now);
     report_queues();

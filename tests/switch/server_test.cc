@@ -274,6 +274,39 @@ TEST_F(ServerTest, SeveralConnectionsOnBothShards) {
   EXPECT_GE(switch_->totals().connections, 6U);
 }
 
+// A shard's processor has 4 x in_flight_max slots per network. Once other connections hold
+// them all, a connection whose first request finds none waits with nothing of its own in
+// flight; it must be read on as soon as slots free up, whoever's answers free them.
+TEST_F(ServerTest, AConnectionThatFoundTheProcessorFullIsServedOnceSlotsFree) {
+  {
+    auto ctx = server().connect();
+    (void)support::redis_command(*ctx, {"CLIENT", "PAUSE", "300"});  // nothing completes
+  }
+  std::vector<std::unique_ptr<TestClient>> fillers;  // 4 per shard x 8 requests: every slot
+  for (int i = 0; i < 8; ++i) {
+    fillers.push_back(std::make_unique<TestClient>(port_));
+    EXPECT_TRUE(fillers.back()->send_raw(burst(8, 300'000 + i * 10)));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (switch_->totals().requests < 64 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(switch_->totals().requests, 64U);
+  std::vector<std::unique_ptr<TestClient>> late;  // one per shard, nothing in flight
+  for (int i = 0; i < 2; ++i) {
+    late.push_back(std::make_unique<TestClient>(port_));
+    late.back()->set_timeout(std::chrono::seconds(3));
+    EXPECT_TRUE(late.back()->send_raw(burst(8, 400'000 + i * 10)));
+  }
+  for (const auto* group : {&fillers, &late}) {
+    for (const auto& c : *group) {
+      for (int i = 0; i < 8; ++i) {
+        EXPECT_EQ(decode_answer(c->receive()).de39, "00");
+      }
+    }
+  }
+}
+
 // [redis] preload_cards: every shard caches the seeded cards before their first request, so
 // that request reads no card from Redis (no miss) and /metrics counts the preloaded cards.
 TEST_F(ServerTest, PreloadedCardsNeedNoLookupOnTheirFirstRequest) {
