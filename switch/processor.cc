@@ -333,6 +333,7 @@ Processor::Processor(const iso8583::Dialect& dialect, limits::RedisPipeline& pip
   deadlines_ = std::make_unique<Clock::time_point[]>(n);
   std::fill_n(deadlines_.get(), n, Clock::time_point::max());
   free_ = std::make_unique<std::uint32_t[]>(n);
+  waiting_ = std::make_unique<std::uint32_t[]>(n);
   in_buffers_ = std::make_unique<std::byte[]>(n * options_.max_message_bytes);
   for (std::size_t i = 0; i < n; ++i) {
     Slot& s = slots_[i];
@@ -880,8 +881,42 @@ void Processor::answer_card_error(Slot& s) noexcept {
   }
 }
 
-// Rules (auth and debit: into the call's arguments) and one FCALL of the holds library.
+// The holds call of `s`, or a place in the queue of calls waiting for room in Redis's (see
+// waiting_).
 void Processor::submit_script(Slot& s) noexcept {
+  if (waiting_count_ > 0 || !try_submit_script(s)) {
+    wait_for_queue(s);
+  }
+}
+
+// Backpressure instead of stand-in: a full Redis queue (a burst, or Redis slow to read) keeps
+// the request, and its slot, until there is room or its deadline passes (then stand-in as
+// usual; nothing was sent, so nothing needs compensating). The slots it keeps hold back new
+// requests (kBusy pauses their connections).
+void Processor::wait_for_queue(Slot& s) noexcept {
+  AS_ASSERT(waiting_count_ < options_.in_flight_max);
+  ++s.ops;  // keeps the slot until it leaves the queue
+  waiting_[(waiting_head_ + waiting_count_) % options_.in_flight_max] = s.index;
+  ++waiting_count_;
+  ++stats_.queue_waits;
+}
+
+void Processor::retry_waiting() noexcept {
+  while (waiting_count_ > 0) {
+    Slot& s = slots_[waiting_[waiting_head_]];
+    // Answered meanwhile: its deadline passed (stand-in) and nothing was sent.
+    if (!s.answered && !try_submit_script(s)) {
+      return;  // still full: the rest wait behind it
+    }
+    waiting_head_ = (waiting_head_ + 1) % options_.in_flight_max;
+    --waiting_count_;
+    --s.ops;
+    maybe_free(s);
+  }
+}
+
+// Rules (auth and debit: into the call's arguments) and one FCALL of the holds library.
+bool Processor::try_submit_script(Slot& s) noexcept {
   limits::CallContext ctx;
   ctx.function = function_;
   ctx.account_id = s.account_id();
@@ -916,17 +951,21 @@ void Processor::submit_script(Slot& s) noexcept {
   }
   if (!ok) {  // an account id the key layout refuses: a bad directory record
     answer_card_error(s);
-    return;
+    return true;
   }
-  if (pipeline_.submit(call_->args(), tail, s.script_op, s.deadline)) {
+  if (const auto refused = pipeline_.submit(call_->args(), tail, s.script_op, s.deadline)) {
+    if (*refused == limits::ClientErrc::kQueueFull) {
+      return false;
+    }
     ++stats_.redis_errors;
     stand_in(s);
-    return;
+    return true;
   }
   ++s.ops;
   s.script_submitted = true;
   s.script_pending = true;
   submitted_ = true;
+  return true;
 }
 
 bool Processor::build_auth_call(Slot& s) noexcept {
@@ -1424,6 +1463,9 @@ void Processor::on_tick(Clock::time_point now) noexcept {
         maybe_free(s);
       }
     }
+  }
+  if (waiting_count_ > 0) {
+    retry_waiting();  // the last flush may have made room in the Redis queue
   }
   if (submitted_) {
     submitted_ = false;

@@ -197,6 +197,7 @@ class Processor {
     std::uint64_t unreadable = 0;             // kUnreadable returned
     std::uint64_t not_requests = 0;           // kNotARequest returned
     std::uint64_t busy = 0;                   // kBusy returned
+    std::uint64_t queue_waits = 0;  // holds calls that waited for room in the Redis queue
     std::uint64_t redis_errors = 0;           // script calls failed (error reply, disconnect, ...)
     std::uint64_t timeouts = 0;               // requests that reached their deadline undecided
     std::uint64_t stand_in_approvals = 0;     // approved by stand-in: to reconcile
@@ -270,6 +271,11 @@ class Processor {
   void on_card(Slot& s, const limits::CardLoadResult& r) noexcept;
   void answer_card_error(Slot& s) noexcept;
   void submit_script(Slot& s) noexcept;
+  // Builds and submits the holds call; false when the Redis queue was full (nothing sent,
+  // nothing answered). Any other failure answers the request (stand-in, 96).
+  [[nodiscard]] bool try_submit_script(Slot& s) noexcept;
+  void wait_for_queue(Slot& s) noexcept;
+  void retry_waiting() noexcept;
   [[nodiscard]] bool build_auth_call(Slot& s) noexcept;
 
   // Outcomes.
@@ -313,6 +319,12 @@ class Processor {
   std::unique_ptr<std::uint32_t[]> free_;
   std::size_t free_count_ = 0;
   std::size_t in_use_ = 0;
+  // Slots whose holds call found the Redis queue full, in arrival order (a ring of
+  // in_flight_max: a slot is in it at most once). While any waits, later calls queue behind
+  // them, so Redis still runs one card's messages in the order they came.
+  std::unique_ptr<std::uint32_t[]> waiting_;
+  std::size_t waiting_head_ = 0;
+  std::size_t waiting_count_ = 0;
   std::unique_ptr<std::byte[]> in_buffers_;  // in_flight_max x max_message_bytes
 
   // Reused per call; each use is finished (encoded or submitted) before the next.

@@ -62,6 +62,8 @@ enum Event : std::size_t {
   kEvDeadlines,
   kEvStandInApprovals,
   kEvStandInDeclines,
+  kEvRedisQueueWaits,
+  kEvProcessorBusy,
   kEvAdvicesUnconfirmed,
   kEvLateRedisReplies,
   kEvCompensations,
@@ -95,6 +97,8 @@ constexpr std::array<std::string_view, kEventCount> kEventNames = {"closed_bad_i
                                                                    "deadlines_reached",
                                                                    "stand_in_approvals",
                                                                    "stand_in_declines",
+                                                                   "redis_queue_waits",
+                                                                   "processor_busy",
                                                                    "advices_unconfirmed",
                                                                    "late_redis_replies",
                                                                    "compensating_reversals",
@@ -1249,6 +1253,8 @@ void Server::Shard::report_events(ShardMetrics& m) noexcept {
     p.timeouts += s.timeouts;
     p.stand_in_approvals += s.stand_in_approvals;
     p.stand_in_declines += s.stand_in_declines;
+    p.queue_waits += s.queue_waits;
+    p.busy += s.busy;
     p.advices_unconfirmed += s.advices_unconfirmed;
     p.late_replies += s.late_replies;
     p.compensations += s.compensations;
@@ -1259,6 +1265,8 @@ void Server::Shard::report_events(ShardMetrics& m) noexcept {
   m.event_total(kEvDeadlines, p.timeouts);
   m.event_total(kEvStandInApprovals, p.stand_in_approvals);
   m.event_total(kEvStandInDeclines, p.stand_in_declines);
+  m.event_total(kEvRedisQueueWaits, p.queue_waits);
+  m.event_total(kEvProcessorBusy, p.busy);
   m.event_total(kEvAdvicesUnconfirmed, p.advices_unconfirmed);
   m.event_total(kEvLateRedisReplies, p.late_replies);
   m.event_total(kEvCompensations, p.compensations);

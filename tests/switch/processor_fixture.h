@@ -30,12 +30,15 @@ namespace authswitch::switching {
 // to `backoff_max`.
 inline std::unique_ptr<limits::RedisPipeline> make_test_pipeline(
     std::uint16_t port, std::chrono::milliseconds backoff_min,
-    std::chrono::milliseconds backoff_max) {
+    std::chrono::milliseconds backoff_max, std::size_t max_in_flight = 0) {
   limits::RedisPipeline::Options o;
   o.host = support::RedisServer::kHost;
   o.port = port;
   o.backoff_min = backoff_min;
   o.backoff_max = backoff_max;
+  if (max_in_flight != 0) {
+    o.max_in_flight = max_in_flight;  // 0: the pipeline's default
+  }
   return std::make_unique<limits::RedisPipeline>(o);
 }
 

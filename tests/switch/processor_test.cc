@@ -124,11 +124,12 @@ class ProcessorTest : public support::SharedRedisTest {
 
   static Processor::Options options() { return test_processor_options(1000ms); }
 
-  void start(const Processor::Options& o) {
+  // `max_in_flight`: the Redis pipeline's ring of calls in flight (0: its default).
+  void start(const Processor::Options& o, std::size_t max_in_flight = 0) {
     processor_.reset();
     directory_.reset();
     pipeline_.reset();
-    pipeline_ = make_test_pipeline(server().port(), 10ms, 100ms);
+    pipeline_ = make_test_pipeline(server().port(), 10ms, 100ms, max_in_flight);
     directory_ = make_test_directory(*pipeline_);
     processor_ = std::make_unique<Processor>(iso8583::builtin_dialect("iso87-ascii"), *pipeline_,
                                              *directory_, reader_, crypto_, o, sink_);
@@ -682,6 +683,44 @@ TEST_F(ProcessorTest, StandInApprovalUpToTheLimitKeepsTheHold) {
   EXPECT_EQ(held("R"), 12'500);
   EXPECT_EQ(processor_->stats().stand_in_approvals, 1U);
   EXPECT_EQ(processor_->stats().compensations, 0U);
+}
+
+// A full Redis queue (here its ring of 8 calls in flight, behind a paused Redis) holds the
+// requests back until there is room: every one is decided by Redis, none by stand-in.
+TEST_F(ProcessorTest, AFullRedisQueueHoldsRequestsBackInsteadOfStandingIn) {
+  start(options(), 8);
+  Txn warm;
+  warm.de3 = "300000";
+  ASSERT_EQ(exchange(warm).de39, "00");  // the card is cached: each request is one call
+  settle();
+  {
+    auto ctx = server().connect();
+    (void)support::redis_command(*ctx, {"CLIENT", "PAUSE", "200"});
+  }
+  constexpr int kRequests = 20;
+  for (int i = 0; i < kRequests; ++i) {
+    Txn t;
+    t.stan = std::to_string(700'000 + i);
+    t.amount = "000000000100";
+    ASSERT_EQ(submit(200 + static_cast<std::uint64_t>(i), encode(t)), HandleStatus::kAccepted);
+  }
+  ASSERT_TRUE(run_until([&] {
+    for (int i = 0; i < kRequests; ++i) {
+      if (sink_.find(200 + static_cast<std::uint64_t>(i)) == nullptr) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  for (int i = 0; i < kRequests; ++i) {
+    EXPECT_EQ(decode_response(*sink_.find(200 + static_cast<std::uint64_t>(i))).de39, "00") << i;
+  }
+  settle();
+  EXPECT_GE(processor_->stats().queue_waits, static_cast<std::uint64_t>(kRequests - 8));
+  EXPECT_EQ(processor_->stats().stand_in_declines, 0U);
+  EXPECT_EQ(processor_->stats().redis_errors, 0U);
+  EXPECT_EQ(held("R"), 100 * kRequests);
+  EXPECT_EQ(processor_->in_flight(), 0U);
 }
 
 // Redis unreachable: nothing can be asked, so the stand-in answer comes from handle() itself.
