@@ -74,14 +74,7 @@ std::vector<std::byte> encode93(const Txn93& t) {
     b.set_text(43, "ACME STORE 42          SPRINGFIELD    US");
     b.set_text(49, "840");
   }
-  std::vector<std::byte> out(4096);
-  const auto n = b.encode(out);
-  if (!n) {
-    std::array<char, 128> why{};
-    ADD_FAILURE() << "encode: " << iso8583::describe(n.error(), why);
-  }
-  out.resize(n.has_value() ? *n : 0);
-  return out;
+  return encode_built(b);
 }
 
 Txn93 network93(const std::string& fn, const std::string& stan) {
@@ -101,11 +94,7 @@ std::vector<std::byte> answer1814(const std::string& stan, const std::string& fn
   b.set_text(11, stan);
   b.set_text(24, fn);
   b.set_text(39, de39);
-  std::vector<std::byte> out(512);
-  const auto n = b.encode(out);
-  EXPECT_TRUE(n.has_value());
-  out.resize(n.has_value() ? *n : 0);
-  return out;
+  return encode_built(b);
 }
 
 struct Msg93 {

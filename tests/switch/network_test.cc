@@ -198,11 +198,7 @@ std::vector<std::byte> network_response(const std::string& stan, const std::stri
   b.set_text(11, stan);
   b.set_text(39, de39);
   b.set_text(70, de70);
-  std::vector<std::byte> out(512);
-  const auto n = b.encode(out);
-  EXPECT_TRUE(n.has_value());
-  out.resize(n.has_value() ? *n : 0);
-  return out;
+  return encode_built(b);
 }
 
 Txn purchase(const std::string& stan, const std::string& amount = "000000000100") {

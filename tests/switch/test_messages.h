@@ -84,6 +84,18 @@ inline Txn network_message(const std::string& de70, const std::string& stan) {
   return t;
 }
 
+// What `b` holds, encoded; a failure is a test failure (and an empty result).
+inline std::vector<std::byte> encode_built(const iso8583::MessageBuilder& b) {
+  std::vector<std::byte> out(4096);
+  const auto n = b.encode(out);
+  if (!n) {
+    std::array<char, 128> why{};
+    ADD_FAILURE() << "encode: " << iso8583::describe(n.error(), why);
+  }
+  out.resize(n.has_value() ? *n : 0);
+  return out;
+}
+
 inline std::vector<std::byte> encode(const Txn& t) {
   const iso8583::Dialect& d = iso8583::builtin_dialect("iso87-ascii");
   iso8583::MessageBuilder b(d);
@@ -115,14 +127,7 @@ inline std::vector<std::byte> encode(const Txn& t) {
   set(70, t.de70);
   set(90, t.de90);
   set(95, t.de95);
-  std::vector<std::byte> out(4096);
-  const auto n = b.encode(out);
-  if (!n) {
-    std::array<char, 128> why{};
-    ADD_FAILURE() << "encode: " << iso8583::describe(n.error(), why);
-  }
-  out.resize(n.has_value() ? *n : 0);
-  return out;
+  return encode_built(b);
 }
 
 // The default limit profile with high limits.
