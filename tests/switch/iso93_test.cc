@@ -128,15 +128,6 @@ Msg93 read93(const std::vector<std::byte>& bytes) {
   return m;
 }
 
-template <typename F>
-bool wait_for(F done, std::chrono::milliseconds limit = 5s) {
-  const auto until = SteadyClock::now() + limit;
-  while (!done() && SteadyClock::now() < until) {
-    std::this_thread::sleep_for(2ms);
-  }
-  return done();
-}
-
 class Iso93Test : public ServerFixture {
  protected:
   void SetUp() override {

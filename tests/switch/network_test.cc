@@ -208,15 +208,6 @@ Txn purchase(const std::string& stan, const std::string& amount = "000000000100"
   return t;
 }
 
-template <typename F>
-bool wait_for(F done, std::chrono::milliseconds limit = 5s) {
-  const auto until = SteadyClock::now() + limit;
-  while (!done() && SteadyClock::now() < until) {
-    std::this_thread::sleep_for(2ms);
-  }
-  return done();
-}
-
 std::string held(redisContext& redis, const std::string& account) {
   const auto r = support::redis_command(redis, {"HGET", "as:{a:" + account + "}", "held"});
   return r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string("?");

@@ -7,6 +7,7 @@
 // Thread-safety: as gtest fixtures; the Server's own threads run between start_server() and
 // stop().
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,16 @@
 #include "tests/switch/test_messages.h"
 
 namespace authswitch::switching {
+
+// Polls `done` every 2 ms until it holds or `limit` passes; returns its last value.
+template <typename F>
+bool wait_for(F done, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return done();
+}
 
 class ServerFixture : public support::SharedRedisTest {
  protected:

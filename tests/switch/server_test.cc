@@ -205,12 +205,6 @@ TEST_F(ServerTest, RulesReloadWholeAndABadFileChangesNothing) {
   gambling.stan = "800001";
   EXPECT_TRUE(c.send(gambling));
   EXPECT_EQ(decode_answer(c.receive()).de39, "57");
-  const auto wait_for = [&](auto done) {
-    for (int i = 0; i < 2'000 && !done(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return done();
-  };
   // The issuer lifts the gambling rule: the next authorization is decided by the new set.
   std::ofstream(rules_path_) << "version = \"t2\"\n[[rule]]\nid = \"big\"\nwhen = \"amount > "
                                 "100000000\"\naction = \"decline\"\n";
@@ -287,10 +281,7 @@ TEST_F(ServerTest, AConnectionThatFoundTheProcessorFullIsServedOnceSlotsFree) {
     fillers.push_back(std::make_unique<TestClient>(port_));
     EXPECT_TRUE(fillers.back()->send_raw(burst(8, 300'000 + i * 10)));
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (switch_->totals().requests < 64 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().requests >= 64; }));
   ASSERT_EQ(switch_->totals().requests, 64U);
   std::vector<std::unique_ptr<TestClient>> late;  // one per shard, nothing in flight
   for (int i = 0; i < 2; ++i) {
