@@ -1,11 +1,11 @@
 #include "limits/holds_script.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <string>
+
+#include <openssl/sha.h>
 
 #include "base/assert.h"
 
@@ -53,8 +53,8 @@ const FunctionLibrary& holds_library() {
     Built b;
     b.library = "authswitch_holds_" + hash;
     b.function = "holds_" + hash;
-    b.text = "#!lua name=" + b.library + "\n" + std::string(body) +
-             "\nredis.register_function('" + b.function + "', holds_call)\n";
+    b.text = "#!lua name=" + b.library + "\n" + std::string(body) + "\nredis.register_function('" +
+             b.function + "', holds_call)\n";
     return b;
   }();
   static const FunctionLibrary view{built.text, built.library, built.function};
@@ -135,11 +135,12 @@ void HoldsCall::push_limit_tail(const AuthRequest& r) noexcept {
   push(number(8, l.month_count_max));
 }
 
-bool HoldsCall::set_auth(std::string_view function, std::string_view op, std::string_view account_id,
-                         std::string_view card_token, const AuthRequest& r, std::int64_t now_ms,
-                         std::int64_t replay_window_ms, std::string_view fingerprint) noexcept {
+bool HoldsCall::set_auth(std::string_view function, std::string_view op,
+                         std::string_view account_id, std::string_view card_token,
+                         const AuthRequest& r, std::int64_t now_ms, std::int64_t replay_window_ms,
+                         std::string_view fingerprint) noexcept {
   const CallContext ctx{function, account_id,       card_token, r.txn_key,
-                        now_ms, replay_window_ms, fingerprint};
+                        now_ms,   replay_window_ms, fingerprint};
   if (!begin(ctx, op)) {
     return false;
   }

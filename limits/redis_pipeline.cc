@@ -650,7 +650,8 @@ std::string_view RedisPipeline::load_library(std::string_view text, std::string_
     throw std::length_error("RedisPipeline::load_library: too many scripts");
   }
   if (library.empty() || function.empty()) {
-    throw std::invalid_argument("RedisPipeline::load_library: a library needs a name and a function");
+    throw std::invalid_argument(
+        "RedisPipeline::load_library: a library needs a name and a function");
   }
   Script& s = scripts_[script_count_];
   s.text = text;

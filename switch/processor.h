@@ -197,7 +197,7 @@ class Processor {
     std::uint64_t unreadable = 0;             // kUnreadable returned
     std::uint64_t not_requests = 0;           // kNotARequest returned
     std::uint64_t busy = 0;                   // kBusy returned
-    std::uint64_t queue_waits = 0;  // holds calls that waited for room in the Redis queue
+    std::uint64_t queue_waits = 0;            // holds calls that waited for room in the Redis queue
     std::uint64_t redis_errors = 0;           // script calls failed (error reply, disconnect, ...)
     std::uint64_t timeouts = 0;               // requests that reached their deadline undecided
     std::uint64_t stand_in_approvals = 0;     // approved by stand-in: to reconcile

@@ -445,7 +445,7 @@ class Server::Shard {
   std::vector<std::uint32_t> generations_;
   std::vector<std::uint32_t> free_slots_;
   std::vector<std::uint32_t> dirty_;  // sessions with responses to write in the deferred pass
-  std::size_t slot_waiters_ = 0;       // sessions with waiting_for_slot()
+  std::size_t slot_waiters_ = 0;      // sessions with waiting_for_slot()
   bool deferred_posted_ = false;
   bool stopping_ = false;
   Clock::time_point drain_deadline_{};

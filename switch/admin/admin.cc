@@ -817,8 +817,8 @@ int Admin::adjust_balance(std::string_view id, std::int64_t amount_minor, std::s
   // duplicate (94), with the same one a replay (the first answer, nothing changed).
   const std::string fingerprint =
       "adjust|" + std::string(txn) + "|" + std::to_string(amount_minor) + "|" + currency;
-  const CallContext ctx{library.function, id,          kNoCard,    txn,
-                        now_ms,           kAdjustReplayWindowMs, fingerprint};
+  const CallContext ctx{library.function,      id,         kNoCard, txn, now_ms,
+                        kAdjustReplayWindowMs, fingerprint};
   HoldsCall call;
   const bool valid = call.set_adjust(ctx, amount_minor, currency);
   AS_ASSERT(valid);  // keys.set() accepted the same parts above

@@ -77,7 +77,8 @@ struct AuthCall {
   AuthCall(std::string_view function, std::string_view txn, std::int64_t amount) {
     const AuthRequest r = support::sample_auth(
         txn, amount, {50'000, 1'000'000'000, 1'000'000, 1'000'000'000, 1'000'000});
-    EXPECT_TRUE(call.set_auth(function, "auth", "1", "tok1", r, 1'700'000'000'000, 86'400'000, txn));
+    EXPECT_TRUE(
+        call.set_auth(function, "auth", "1", "tok1", r, 1'700'000'000'000, 86'400'000, txn));
     args = call.args();
   }
 };

@@ -85,8 +85,8 @@ TEST_P(Durability, ApprovedHoldsSurviveKillNineAndRestart) {
   EXPECT_EQ(held(*c), 20'000);
   // The library came back with the data (Redis keeps functions in the AOF); loading it again
   // changes nothing, and the replayed requests change nothing.
-  EXPECT_EQ(support::redis_command(*c, {"FUNCTION", "LIST", "LIBRARYNAME",
-                                        limits::holds_library().library})
+  EXPECT_EQ(support::redis_command(
+                *c, {"FUNCTION", "LIST", "LIBRARYNAME", limits::holds_library().library})
                 ->elements,
             1U);
   EXPECT_EQ(approve_holds(*c, 200), 200);  // replays answer with the original approval

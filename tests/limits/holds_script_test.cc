@@ -41,7 +41,6 @@ RedisReplyPtr command(redisContext& c, const std::vector<std::string>& args) {
   return support::redis_command(c, args);
 }
 
-
 Decision to_decision(const redisReply& r) {
   EXPECT_EQ(r.type, REDIS_REPLY_ARRAY) << (r.str != nullptr ? r.str : "");
   Decision d;
@@ -232,8 +231,7 @@ class Holds : public support::SharedRedisTest {
     EXPECT_EQ(d.available_minor, std::stoll(a.at("bal")) + std::stoll(a.at("od")) - pending);
     // The account's next-expiry bound is never later than its earliest pending expiry, or a
     // due hold would be skipped.
-    const auto first =
-        command(redis(), {"ZRANGE", "as:{a:" + id + "}:hx", "0", "0", "WITHSCORES"});
+    const auto first = command(redis(), {"ZRANGE", "as:{a:" + id + "}:hx", "0", "0", "WITHSCORES"});
     const auto account = hash("as:{a:" + id + "}");
     const auto nx = account.find("nx");
     if (first->elements == 2 && nx != account.end()) {
@@ -438,7 +436,7 @@ TEST_F(Holds, EveryHoldExpiresOnTimeWhateverTheOrderItWasPlacedIn) {
   // An account from before the bound: it is looked for, then kept.
   ASSERT_EQ(command(redis(), {"HDEL", "as:{a:1}", "nx"})->integer, 1);
   EXPECT_EQ(balance("b6", kNow + kHoldTtl + 10).available_minor, 100'000);  // t2
-  EXPECT_EQ(hash("as:{a:1}").at("nx"), "9007199254740991");  // nothing pending
+  EXPECT_EQ(hash("as:{a:1}").at("nx"), "9007199254740991");                 // nothing pending
   for (const char* t : {"t1", "t2", "t3"}) {
     EXPECT_EQ(hold_state(t), "X") << t;
   }

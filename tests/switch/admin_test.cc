@@ -34,8 +34,8 @@
 #include "limits/holds_script.h"
 #include "limits/layout.h"
 #include "limits/pan_token.h"
-#include "tests/support/redis_fixture.h"
 #include "tests/support/holds_library.h"
+#include "tests/support/redis_fixture.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/sample_auth.h"
 
@@ -252,8 +252,7 @@ class AdminTest : public support::SharedRedisTest {
     HoldsCall call;
     const std::string token = token_of(pan);
     const std::string fingerprint = "fp-" + txn;  // the call keeps views: they must outlive it
-    EXPECT_TRUE(call.set_auth(function, "auth", "A1", token, r, kNow,
-                              86'400'000, fingerprint));
+    EXPECT_TRUE(call.set_auth(function, "auth", "A1", token, r, kNow, 86'400'000, fingerprint));
     const auto reply = support::redis_command(redis(), call.args());
     EXPECT_EQ(reply->type, REDIS_REPLY_ARRAY);
     return reply->type == REDIS_REPLY_ARRAY ? std::string(reply->element[0]->str) : "";
