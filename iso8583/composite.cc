@@ -159,6 +159,44 @@ Result<OriginalData> read_original_data(const MessageView& msg) noexcept {
   return d;
 }
 
+Result<OriginalData93> read_original_data_93(const MessageView& msg) noexcept {
+  const FieldView f = msg.field(56);
+  if (!f.present()) {
+    return fail(Errc::kMissingField, 56, 0);
+  }
+  std::array<char, 64> scratch;
+  const std::string_view t = text_value(f, scratch);
+  const auto offset = static_cast<std::size_t>(f.wire.data() - msg.bytes().data());
+  if (t.size() != 22 && (t.size() < 24 || t.size() > 35)) {
+    return fail(Errc::kBadSubfield, 56, offset);
+  }
+  OriginalData93 d;
+  std::uint64_t v = 0;
+  if (!parse_digits(t.substr(0, 4), v)) {
+    return fail(Errc::kBadCharset, 56, offset, 1);
+  }
+  d.mti = static_cast<std::uint16_t>(v);
+  if (!parse_digits(t.substr(4, 6), v)) {
+    return fail(Errc::kBadCharset, 56, offset, 2);
+  }
+  d.stan = static_cast<std::uint32_t>(v);
+  if (!parse_digits(t.substr(10, 12), d.local_time)) {
+    return fail(Errc::kBadCharset, 56, offset, 3);
+  }
+  if (t.size() == 22) {
+    return d;
+  }
+  if (!parse_digits(t.substr(22, 2), v) || v == 0 || v > 11) {
+    return fail(Errc::kBadSubfield, 56, offset, 4);
+  }
+  if (t.size() != 24 + v || !parse_digits(t.substr(24), v)) {
+    return fail(Errc::kBadSubfield, 56, offset, 4);
+  }
+  d.acquirer_len = static_cast<std::uint8_t>(t.size() - 24);
+  std::copy_n(t.begin() + 24, d.acquirer_len, d.acquirer_id.begin());
+  return d;
+}
+
 Result<ReplacementAmounts> read_replacement_amounts(const MessageView& msg) noexcept {
   const FieldView f = msg.field(95);
   if (!f.present()) {

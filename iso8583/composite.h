@@ -75,6 +75,22 @@ struct OriginalData {
 };
 [[nodiscard]] Result<OriginalData> read_original_data(const MessageView& msg) noexcept;
 
+// DE 56, original data elements (ISO 8583:1993, n..35): the key of the message a reversal,
+// completion or advice refers to: its MTI (n4), STAN (n6), local date and time (DE 12, n12
+// YYMMDDhhmmss) and, optionally, its acquiring institution (DE 32: a two-digit length, then up
+// to 11 digits).
+struct OriginalData93 {
+  std::uint16_t mti = 0;
+  std::uint32_t stan = 0;
+  std::uint64_t local_time = 0;        // DE 12 of the original, YYMMDDhhmmss
+  std::array<char, 11> acquirer_id{};  // DE 32 of the original, its first acquirer_len digits
+  std::uint8_t acquirer_len = 0;       // 0: not given
+  [[nodiscard]] std::string_view acquirer() const noexcept {
+    return {acquirer_id.data(), acquirer_len};
+  }
+};
+[[nodiscard]] Result<OriginalData93> read_original_data_93(const MessageView& msg) noexcept;
+
 // DE 95, replacement amounts (ISO 8583:1987, an 42): what a partial reversal leaves standing.
 // Amounts are minor units of the message's currencies (DE 49 / DE 50).
 struct ReplacementAmounts {

@@ -136,6 +136,65 @@ TEST(OriginalData, AbsentFieldIsMissingField) {
   EXPECT_EQ(a.error().field, 95);
 }
 
+// DE 56, original data elements (ISO 8583:1993), in the shipped EBCDIC dialect.
+void decode_1420(MessageBuilder& b, std::string_view de56, std::vector<std::byte>& wire,
+                 MessageView& m) {
+  b.reset(1420);
+  b.set_text(11, "000124");
+  b.set_text(12, "231124101512");
+  if (!de56.empty()) {
+    b.set_text(56, de56);
+  }
+  encode_decode(b, wire, m);
+}
+
+TEST(OriginalData93, ReadsMtiStanLocalTimeAndAcquirer) {
+  MessageBuilder b(builtin_dialect("iso93-ebcdic"));
+  std::vector<std::byte> wire;
+  MessageView m;
+  ASSERT_NO_FATAL_FAILURE(decode_1420(b,
+                                      "1100"
+                                      "000123"
+                                      "231124101010"
+                                      "05"
+                                      "12345",
+                                      wire, m));
+  const auto r = read_original_data_93(m);
+  ASSERT_TRUE(r.has_value()) << describe_error(r.error());
+  EXPECT_EQ(r->mti, 1100);
+  EXPECT_EQ(r->stan, 123U);
+  EXPECT_EQ(r->local_time, 231124101010U);
+  EXPECT_EQ(r->acquirer(), "12345");
+}
+
+TEST(OriginalData93, TheAcquirerIsOptionalAndItsLengthMustFit) {
+  MessageBuilder b(builtin_dialect("iso93-ebcdic"));
+  std::vector<std::byte> wire;
+  MessageView m;
+  ASSERT_NO_FATAL_FAILURE(decode_1420(b, "1200000007231124235959", wire, m));
+  auto r = read_original_data_93(m);
+  ASSERT_TRUE(r.has_value()) << describe_error(r.error());
+  EXPECT_EQ(r->mti, 1200);
+  EXPECT_EQ(r->acquirer(), "");
+  for (const std::string_view bad : {"1200000007231124235959"
+                                     "06"
+                                     "12345",  // says 6, has 5
+                                     "1200000007231124235959"
+                                     "00",  // empty
+                                     "1200000007231124235959"
+                                     "1",                        // half a length
+                                     "12000000072311242359"}) {  // short time
+    ASSERT_NO_FATAL_FAILURE(decode_1420(b, bad, wire, m));
+    r = read_original_data_93(m);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().field, 56) << bad;
+  }
+  ASSERT_NO_FATAL_FAILURE(decode_1420(b, "", wire, m));
+  r = read_original_data_93(m);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, Errc::kMissingField);
+}
+
 // DE 90 and DE 95 as free ans LLL fields, so the readers see values the shipped dialects
 // would already reject at decode time.
 constexpr std::string_view kLooseDialect = R"(
