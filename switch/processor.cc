@@ -303,6 +303,7 @@ Processor::Processor(const iso8583::Dialect& dialect, limits::RedisPipeline& pip
       options_(std::move(options)),
       sink_(sink),
       action_codes_(iso8583::uses_action_codes(dialect)),
+      key_time_de_(dialect.field(12).defined && dialect.field(12).max_units == 12 ? 12 : 7),
       builder_(dialect) {
   if (options_.in_flight_max == 0 || options_.in_flight_max > (std::size_t{1} << 20)) {
     throw std::invalid_argument("processor: in_flight_max must be 1 .. 1048576");
@@ -715,16 +716,17 @@ bool Processor::read_amounts(Slot& s) noexcept {
   return true;
 }
 
-// The transaction key, and for captures and reversals the hold they name (DE 90).
+// The transaction key, and for captures and reversals the hold they name (DE 90, or DE 56 in
+// ISO 8583:1993): <DE 32>-<DE 7>-<DE 11>, or <DE 32>-<DE 12>-<DE 11> in 1993 dialects.
 bool Processor::read_keys(Slot& s) noexcept {
   const MessageView& m = s.view;
-  if (!m.has(7) || !m.has(11)) {
+  if (!m.has(key_time_de_) || !m.has(11)) {
     return false;
   }
   std::array<char, 16> de7{};
   std::array<char, 16> de11{};
   std::array<char, 16> de32{};
-  const std::string_view t7 = iso8583::text_value(m.field(7), de7);
+  const std::string_view t7 = iso8583::text_value(m.field(key_time_de_), de7);
   const std::string_view t11 = iso8583::text_value(m.field(11), de11);
   const std::string_view t32 = m.has(32) ? iso8583::text_value(m.field(32), de32) : "";
   if (!s.txn.append(strip_zeros(t32)) || !s.txn.append("-") || !s.txn.append(t7) ||
@@ -736,7 +738,21 @@ bool Processor::read_keys(Slot& s) noexcept {
     (void)s.replay.append(s.txn.view());
     return true;
   }
-  if (m.has(90)) {
+  if (key_time_de_ == 12 && m.has(56)) {
+    const auto original = iso8583::read_original_data_93(m);
+    if (!original) {
+      return false;
+    }
+    std::array<char, 16> time{};
+    std::array<char, 8> stan{};
+    // No acquirer in DE 56: the original came from the same one as this message.
+    const std::string_view acquirer = original->acquirer_len > 0 ? original->acquirer() : t32;
+    if (!s.hold.append(strip_zeros(acquirer)) || !s.hold.append("-") ||
+        !s.hold.append(format_fixed(original->local_time, 12, time)) || !s.hold.append("-") ||
+        !s.hold.append(format_fixed(original->stan, 6, stan))) {
+      return false;
+    }
+  } else if (key_time_de_ == 7 && m.has(90)) {
     const auto original = iso8583::read_original_data(m);
     if (!original) {
       return false;

@@ -310,6 +310,10 @@ class Processor {
   // ISO 8583:1993 dialect (DE 39 n3): responses carry action codes, network management is
   // 1804/1814 by DE 24 (iso8583/action_codes.h). Internally every code is the 1987 one.
   const bool action_codes_;
+  // The date and time in transaction keys: DE 7 (transmission, MMDDhhmmss) in ISO 8583:1987,
+  // DE 12 (local transaction, YYMMDDhhmmss) in 1993 dialects, whose reversals and completions
+  // name their original by its DE 12 (DE 56) where 1987 names it by its DE 7 (DE 90).
+  const int key_time_de_;
 
   std::unique_ptr<Slot[]> slots_;
   // Each slot's deadline while it may still need a stand-in answer, else Clock's max: on_tick

@@ -352,8 +352,8 @@ class Parser {
           fail(std::string("DE ").append(k).append("=").append(v).append(
               ": no earlier send with that label"));
         }
-        if (v[0] == '@' && f.de != 90) {
-          fail("DE " + k + ": @LABEL references are for DE 90 in a send");
+        if (v[0] == '@' && f.de != 90 && f.de != 56) {
+          fail("DE " + k + ": @LABEL references are for DE 90 (or 56, ISO 8583:1993) in a send");
         }
         if (v.rfind("remaining:", 0) == 0) {
           if (f.de != 95) {
@@ -853,7 +853,8 @@ class Runner {
       if (sf.value == "-") {
         f.erase(sf.de);
       } else if (sf.value[0] == '@') {
-        f[90] = original_data(sent_.at(sf.value.substr(1)));
+        const Sent& original = sent_.at(sf.value.substr(1));
+        f[sf.de] = sf.de == 56 ? original_data_93(original) : original_data(original);
       } else if (sf.value.rfind("remaining:", 0) == 0) {
         const auto v = parse_int(std::string_view(sf.value).substr(10));
         f[95] = fixed_digits(static_cast<std::uint64_t>(*v), 12) + std::string(12, '0') +
@@ -866,6 +867,17 @@ class Runner {
   }
 
   struct Sent;
+  // ISO 8583:1993 DE 56: original MTI, STAN, local date and time (DE 12), and the acquirer
+  // (DE 32) with its two-digit length.
+  static std::string original_data_93(const Sent& orig) {
+    const auto get = [&](int de) {
+      const auto it = orig.fields.find(de);
+      return it == orig.fields.end() ? std::string() : it->second;
+    };
+    const std::string acq = get(32);
+    return fixed_digits(orig.mti, 4) + get(11) + get(12) +
+           fixed_digits(static_cast<std::uint64_t>(acq.size()), 2) + acq;
+  }
   // ISO 8583:1987 DE 90: original MTI, STAN, transmission date and time, acquirer and
   // forwarding institution ids (11 digits each, zero-filled on the left).
   static std::string original_data(const Sent& orig) {

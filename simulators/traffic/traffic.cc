@@ -1423,12 +1423,13 @@ iso8583::Result<std::size_t> encode_request(const iso8583::Dialect& dialect, con
   AS_ASSERT(&b.dialect() == &dialect);
   // ISO 8583:1993 dialects (DE 12 n12 YYMMDDhhmmss, DE 22 an12): MTI version 1, DE 12 with
   // the date, DE 22 as a point-of-service data code (position 7: card data input mode), no
-  // DE 13 or DE 25 (a message reason code there). 1993's DE 90 is not the original's data, so
-  // a completion or reversal carries its original's DE 7 and DE 11 instead (the switch then
-  // finds the hold by its own key; its replay key gets "-C" / "-R").
+  // DE 13 or DE 25 (a message reason code there). A completion or reversal names its original
+  // in DE 56 (MTI, STAN, DE 12, DE 32) instead of 1987's DE 90 (MTI, STAN, DE 7, DE 32, DE 33):
+  // the switch keys 1993 transactions by DE 12.
   const bool iso93 = dialect.field(12).defined && dialect.field(12).max_units == 12;
   std::array<char, 16> de12{};
   std::array<char, 16> de22{};
+  std::array<char, 40> de56{};
   b.reset(iso93 ? static_cast<std::uint16_t>(r.mti + 1000) : r.mti);
   for (int de = 2; de <= 128; ++de) {
     if (!r.present[static_cast<std::size_t>(de)] || de == 65) {
@@ -1436,7 +1437,23 @@ iso8583::Result<std::size_t> encode_request(const iso8583::Dialect& dialect, con
     }
     std::string_view v = r.text[static_cast<std::size_t>(de)];
     if (iso93) {
-      if (de == 13 || de == 25 || de == 90) {
+      if (de == 13 || de == 25) {
+        continue;
+      }
+      if (de == 90) {
+        if (v.size() != 42) {
+          continue;
+        }
+        // The original's DE 12 is its DE 7 (both from its creation time, UTC) with the year:
+        // this message's, or the one before when the original's month is later than this one's.
+        const std::int64_t ms = r.created_ms;
+        const std::int64_t days = ms >= 0 ? ms / 86'400'000 : (ms - 86'399'999) / 86'400'000;
+        const CivilDate now = civil_from_days(days);
+        const unsigned month = static_cast<unsigned>((v[10] - '0') * 10 + (v[11] - '0'));
+        const auto year = static_cast<unsigned>(now.year - (month > now.month ? 1 : 0));
+        std::snprintf(de56.data(), de56.size(), "1%.3s%.6s%02u%.10s11%.11s", v.data() + 1,
+                      v.data() + 4, year % 100, v.data() + 10, v.data() + 20);
+        b.set_text(56, {de56.data(), 35});
         continue;
       }
       if (de == 12) {
@@ -1467,9 +1484,6 @@ iso8583::Result<std::size_t> encode_request(const iso8583::Dialect& dialect, con
         std::snprintf(de22.data(), de22.size(), "51010%c%c%s", present ? '1' : '5', mode,
                       present ? "10001" : "00000");
         v = {de22.data(), 12};
-      } else if ((de == 7 || de == 11) && r.present[90] && r.text[90].size() == 42) {
-        const std::string_view original = r.text[90];
-        v = de == 7 ? original.substr(10, 10) : original.substr(4, 6);
       }
     }
     if (!dialect.field(de).defined) {

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include "iso8583/composite.h"
 #include "iso8583/dialect_loader.h"
 #include "iso8583/message.h"
 #include "simulators/traffic/traffic_internal.h"
@@ -480,11 +481,20 @@ TEST(EncodeRequest, DecodesBackInEveryShippedDialect) {
         EXPECT_FALSE(view.has(25));
         std::array<char, 32> s22{};
         EXPECT_EQ(iso8583::text_value(view.field(22), s22).size(), 12U);
-        if (r.present[90]) {  // the original's keys (1993's DE 90 is something else)
-          std::array<char, 32> s7{};
-          std::array<char, 32> s11{};
-          EXPECT_EQ(iso8583::text_value(view.field(7), s7), r.text[90].substr(10, 10));
-          EXPECT_EQ(iso8583::text_value(view.field(11), s11), r.text[90].substr(4, 6));
+        ASSERT_EQ(view.has(56), r.present[90]);
+        if (r.present[90]) {  // DE 56: the original's MTI, STAN, DE 12 (its DE 7 with the year)
+          std::array<char, 64> s56{};
+          const std::string_view de56 = iso8583::text_value(view.field(56), s56);
+          ASSERT_EQ(de56.size(), 35U);
+          EXPECT_EQ(de56.substr(0, 4), "1" + r.text[90].substr(1, 3));
+          EXPECT_EQ(de56.substr(4, 6), r.text[90].substr(4, 6));
+          EXPECT_EQ(de56.substr(10, 2), de12.substr(0, 2));  // the same year at noon
+          EXPECT_EQ(de56.substr(12, 10), r.text[90].substr(10, 10));
+          EXPECT_EQ(de56.substr(22, 13), "11" + r.text[90].substr(20, 11));
+          const auto original = iso8583::read_original_data_93(view);
+          ASSERT_TRUE(original.has_value());
+          EXPECT_EQ(original->stan,
+                    static_cast<std::uint32_t>(std::stoul(r.text[90].substr(4, 6))));
         }
       } else {
         EXPECT_EQ(de12, r.text[12]);
