@@ -24,8 +24,8 @@
 //  - DE 55, already validated by decode(), walks as BER-TLV without an error at every level
 //    (TlvReader, find_tlv);
 //  - every present composite field decodes into its subfields;
-//  - number_value, parse_track2 (DE 35), read_original_data (DE 90) and
-//    read_replacement_amounts (DE 95) return a value or an error, never crash;
+//  - number_value, parse_track2 (DE 35), read_original_data (DE 90), read_original_data_93
+//    (DE 56) and read_replacement_amounts (DE 95) return a value or an error, never crash;
 //  - a copy into another shipped dialect (copy_from across dialects) that encodes also
 //    decodes, unless a composite field's inner structure does not fit the target.
 //
@@ -78,6 +78,7 @@ using authswitch::iso8583::number_value;
 using authswitch::iso8583::parse_framing;
 using authswitch::iso8583::parse_track2;
 using authswitch::iso8583::read_original_data;
+using authswitch::iso8583::read_original_data_93;
 using authswitch::iso8583::read_replacement_amounts;
 using authswitch::iso8583::response_mti;
 using authswitch::iso8583::text_value;
@@ -410,11 +411,15 @@ void inspect_fields(const MessageView& msg) {
       }
     }
   }
-  // The typed readers a reversal or advice goes through (DE 90, DE 95); bad contents are
-  // errors, never crashes.
+  // The typed readers a reversal or advice goes through (DE 90 or DE 56, DE 95); bad contents
+  // are errors, never crashes.
   if (msg.has(90)) {
     const auto original = read_original_data(msg);
     keep(original.has_value() ? original->stan : 0);
+  }
+  if (msg.has(56)) {
+    const auto original = read_original_data_93(msg);
+    keep(original.has_value() ? original->local_time + original->acquirer_len : 0);
   }
   if (msg.has(95)) {
     const auto amounts = read_replacement_amounts(msg);
