@@ -5,9 +5,8 @@
 #include <cstring>
 #include <string>
 
-#include <openssl/sha.h>
-
 #include "base/assert.h"
+#include "limits/hex_internal.h"
 
 namespace authswitch::limits {
 namespace {
@@ -42,14 +41,7 @@ const FunctionLibrary& holds_library() {
   };
   static const Built built = [] {
     const std::string_view body = holds_script();
-    std::array<unsigned char, SHA_DIGEST_LENGTH> digest{};
-    SHA1(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest.data());
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string hash;
-    for (std::size_t i = 0; i < 8; ++i) {
-      hash += kHex[digest[i] >> 4U];
-      hash += kHex[digest[i] & 0xFU];
-    }
+    const std::string hash(internal::sha1_hex(body).data(), 16);
     Built b;
     b.library = "authswitch_holds_" + hash;
     b.function = "holds_" + hash;

@@ -14,7 +14,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/sha.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +21,8 @@
 extern "C" {
 #include <hiredis/sds.h>
 }
+
+#include "limits/hex_internal.h"
 
 namespace authswitch::limits {
 
@@ -609,29 +610,7 @@ void RedisPipeline::on_tick(Clock::time_point now) noexcept {
 }
 
 std::string_view RedisPipeline::load_script(std::string_view text) {
-  // The same script registered again (every processor, the sweeper and the reconciler of a
-  // shard register holds.lua): one entry, one SCRIPT LOAD per connect.
-  for (std::size_t i = 0; i < script_count_; ++i) {
-    if (scripts_[i].text == text) {
-      return {scripts_[i].sha.data(), scripts_[i].sha.size()};
-    }
-  }
-  if (script_count_ == kMaxScripts) {
-    throw std::length_error("RedisPipeline::load_script: too many scripts");
-  }
-  Script& s = scripts_[script_count_];
-  s.text = text;
-  std::array<unsigned char, SHA_DIGEST_LENGTH> digest{};
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest.data());
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (std::size_t i = 0; i < digest.size(); ++i) {
-    s.sha[2 * i] = kHex[digest[i] >> 4U];
-    s.sha[2 * i + 1] = kHex[digest[i] & 0xFU];
-  }
-  ++script_count_;
-  if (state_ != State::kDisconnected) {
-    queue_script_load(script_count_ - 1, last_now_);
-  }
+  const Script& s = scripts_[register_script(text, {}, {})];
   return {s.sha.data(), s.sha.size()};
 }
 
@@ -641,27 +620,35 @@ bool is_unknown_script_error(std::string_view error) noexcept {
 
 std::string_view RedisPipeline::load_library(std::string_view text, std::string_view library,
                                              std::string_view function) {
-  for (std::size_t i = 0; i < script_count_; ++i) {
-    if (scripts_[i].text == text) {
-      return scripts_[i].function;
-    }
-  }
-  if (script_count_ == kMaxScripts) {
-    throw std::length_error("RedisPipeline::load_library: too many scripts");
-  }
   if (library.empty() || function.empty()) {
     throw std::invalid_argument(
         "RedisPipeline::load_library: a library needs a name and a function");
   }
+  return scripts_[register_script(text, library, function)].function;
+}
+
+// The same text registered again (every processor, the sweeper and the reconciler of a shard
+// register the holds library): one entry, one load per connect. Returns its index.
+std::size_t RedisPipeline::register_script(std::string_view text, std::string_view library,
+                                           std::string_view function) {
+  for (std::size_t i = 0; i < script_count_; ++i) {
+    if (scripts_[i].text == text) {
+      return i;
+    }
+  }
+  if (script_count_ == kMaxScripts) {
+    throw std::length_error("RedisPipeline: more than kMaxScripts scripts and libraries");
+  }
   Script& s = scripts_[script_count_];
   s.text = text;
+  s.sha = internal::sha1_hex(text);
   s.library = library;
   s.function = function;
   ++script_count_;
   if (state_ != State::kDisconnected) {
     queue_script_load(script_count_ - 1, last_now_);
   }
-  return function;
+  return script_count_ - 1;
 }
 
 }  // namespace authswitch::limits

@@ -212,6 +212,8 @@ class RedisPipeline {
   void disconnect(Clock::time_point now) noexcept;
   void queue_script_loads(Clock::time_point now) noexcept;
   void queue_script_load(std::size_t index, Clock::time_point now) noexcept;
+  std::size_t register_script(std::string_view text, std::string_view library,
+                              std::string_view function);
   [[nodiscard]] std::optional<ClientErrc> enqueue(std::span<const std::string_view> head,
                                                   std::span<const std::string_view> tail,
                                                   Completion* c, Clock::time_point deadline,
