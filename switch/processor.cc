@@ -718,6 +718,19 @@ bool Processor::read_amounts(Slot& s) noexcept {
 
 // The transaction key, and for captures and reversals the hold they name (DE 90, or DE 56 in
 // ISO 8583:1993): <DE 32>-<DE 7>-<DE 11>, or <DE 32>-<DE 12>-<DE 11> in 1993 dialects.
+namespace {
+
+// <acquirer without leading zeros>-<date and time>-<STAN>: a transaction key, or the hold an
+// advice or reversal names.
+template <typename Text>
+bool append_key(Text& out, std::string_view acquirer, std::string_view time,
+                std::string_view stan) noexcept {
+  return out.append(strip_zeros(acquirer)) && out.append("-") && out.append(time) &&
+         out.append("-") && out.append(stan);
+}
+
+}  // namespace
+
 bool Processor::read_keys(Slot& s) noexcept {
   const MessageView& m = s.view;
   if (!m.has(key_time_de_) || !m.has(11)) {
@@ -729,8 +742,7 @@ bool Processor::read_keys(Slot& s) noexcept {
   const std::string_view t7 = iso8583::text_value(m.field(key_time_de_), de7);
   const std::string_view t11 = iso8583::text_value(m.field(11), de11);
   const std::string_view t32 = m.has(32) ? iso8583::text_value(m.field(32), de32) : "";
-  if (!s.txn.append(strip_zeros(t32)) || !s.txn.append("-") || !s.txn.append(t7) ||
-      !s.txn.append("-") || !s.txn.append(t11)) {
+  if (!append_key(s.txn, t32, t7, t11)) {
     return false;
   }
   if (!is_advice_like(s.kind)) {
@@ -747,9 +759,8 @@ bool Processor::read_keys(Slot& s) noexcept {
     std::array<char, 8> stan{};
     // No acquirer in DE 56: the original came from the same one as this message.
     const std::string_view acquirer = original->acquirer_len > 0 ? original->acquirer() : t32;
-    if (!s.hold.append(strip_zeros(acquirer)) || !s.hold.append("-") ||
-        !s.hold.append(format_fixed(original->local_time, 12, time)) || !s.hold.append("-") ||
-        !s.hold.append(format_fixed(original->stan, 6, stan))) {
+    if (!append_key(s.hold, acquirer, format_fixed(original->local_time, 12, time),
+                    format_fixed(original->stan, 6, stan))) {
       return false;
     }
   } else if (key_time_de_ == 7 && m.has(90)) {
@@ -760,9 +771,8 @@ bool Processor::read_keys(Slot& s) noexcept {
     std::array<char, 12> time{};
     std::array<char, 8> stan{};
     const std::string_view acquirer(original->acquirer_id.data(), original->acquirer_id.size());
-    if (!s.hold.append(strip_zeros(acquirer)) || !s.hold.append("-") ||
-        !s.hold.append(format_fixed(original->transmission_time, 10, time)) ||
-        !s.hold.append("-") || !s.hold.append(format_fixed(original->stan, 6, stan))) {
+    if (!append_key(s.hold, acquirer, format_fixed(original->transmission_time, 10, time),
+                    format_fixed(original->stan, 6, stan))) {
       return false;
     }
   } else {

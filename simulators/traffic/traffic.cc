@@ -1430,6 +1430,9 @@ iso8583::Result<std::size_t> encode_request(const iso8583::Dialect& dialect, con
   std::array<char, 16> de12{};
   std::array<char, 16> de22{};
   std::array<char, 40> de56{};
+  // The request's creation time (UTC): 1993's DE 12, and the year of DE 56's.
+  const std::int64_t days = floor_div(r.created_ms, kDayMs);
+  const CivilDate date = civil_from_days(days);
   b.reset(iso93 ? static_cast<std::uint16_t>(r.mti + 1000) : r.mti);
   for (int de = 2; de <= 128; ++de) {
     if (!r.present[static_cast<std::size_t>(de)] || de == 65) {
@@ -1446,23 +1449,17 @@ iso8583::Result<std::size_t> encode_request(const iso8583::Dialect& dialect, con
         }
         // The original's DE 12 is its DE 7 (both from its creation time, UTC) with the year:
         // this message's, or the one before when the original's month is later than this one's.
-        const std::int64_t ms = r.created_ms;
-        const std::int64_t days = ms >= 0 ? ms / 86'400'000 : (ms - 86'399'999) / 86'400'000;
-        const CivilDate now = civil_from_days(days);
         const unsigned month = static_cast<unsigned>((v[10] - '0') * 10 + (v[11] - '0'));
-        const auto year = static_cast<unsigned>(now.year - (month > now.month ? 1 : 0));
+        const auto year = static_cast<unsigned>(date.year - (month > date.month ? 1 : 0));
         std::snprintf(de56.data(), de56.size(), "1%.3s%.6s%02u%.10s11%.11s", v.data() + 1,
                       v.data() + 4, year % 100, v.data() + 10, v.data() + 20);
         b.set_text(56, {de56.data(), 35});
         continue;
       }
       if (de == 12) {
-        const std::int64_t ms = r.created_ms;
-        const std::int64_t days = ms >= 0 ? ms / 86'400'000 : (ms - 86'399'999) / 86'400'000;
-        const CivilDate d = civil_from_days(days);
-        const std::int64_t in_day = ms - days * 86'400'000;
+        const std::int64_t in_day = r.created_ms - days * kDayMs;
         std::snprintf(de12.data(), de12.size(), "%02u%02u%02u%02u%02u%02u",
-                      static_cast<unsigned>(d.year % 100), d.month, d.day,
+                      static_cast<unsigned>(date.year % 100), date.month, date.day,
                       static_cast<unsigned>(in_day / 3'600'000),
                       static_cast<unsigned>(in_day / 60'000 % 60),
                       static_cast<unsigned>(in_day / 1000 % 60));
