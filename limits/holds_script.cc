@@ -33,24 +33,50 @@ std::size_t build(std::array<char, kKeyMax>& out,
 
 }  // namespace
 
+FunctionLibrary make_holds_library(std::span<const std::vector<std::string>> definitions) {
+  // define_velocity{ {"v", ...}, ... }: every byte but [A-Za-z0-9_.-] as a decimal escape.
+  std::string defs;
+  if (!definitions.empty()) {
+    defs = "define_velocity{";
+    for (const std::vector<std::string>& d : definitions) {
+      defs += '{';
+      for (const std::string& v : d) {
+        defs += '"';
+        for (const char c : v) {
+          if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-') {
+            defs += c;
+          } else {
+            // Always three digits: "\0651" is "A1", not a longer escape.
+            const auto u = static_cast<unsigned>(static_cast<unsigned char>(c));
+            defs += '\\';
+            defs += static_cast<char>('0' + u / 100);
+            defs += static_cast<char>('0' + u / 10 % 10);
+            defs += static_cast<char>('0' + u % 10);
+          }
+        }
+        defs += "\",";
+      }
+      defs += "},";
+    }
+    defs += "}\n";
+  }
+  const std::string_view body = holds_script();
+  std::string hashed(body);
+  hashed += '\n';
+  hashed += defs;
+  const std::string hash(internal::sha1_hex(hashed).data(), 16);
+  FunctionLibrary l;
+  l.library = "authswitch_holds_" + hash;
+  l.function = "holds_" + hash;
+  l.text = "#!lua name=" + l.library + "\n" + hashed + "redis.register_function('" + l.function +
+           "', holds_call)\n";
+  return l;
+}
+
 const FunctionLibrary& holds_library() {
-  struct Built {
-    std::string text;
-    std::string library;
-    std::string function;
-  };
-  static const Built built = [] {
-    const std::string_view body = holds_script();
-    const std::string hash(internal::sha1_hex(body).data(), 16);
-    Built b;
-    b.library = "authswitch_holds_" + hash;
-    b.function = "holds_" + hash;
-    b.text = "#!lua name=" + b.library + "\n" + std::string(body) + "\nredis.register_function('" +
-             b.function + "', holds_call)\n";
-    return b;
-  }();
-  static const FunctionLibrary view{built.text, built.library, built.function};
-  return view;
+  static const FunctionLibrary built = make_holds_library({});
+  return built;
 }
 
 std::string_view register_holds(RedisPipeline& pipeline) {

@@ -18,7 +18,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "limits/redis_pipeline.h"
 
@@ -39,18 +41,28 @@ std::span<const EmbeddedScript> embedded_scripts() noexcept;
 [[nodiscard]] inline std::string_view holds_script() noexcept { return embedded_script("holds"); }
 
 // The holds script as a Redis function library (Redis 7 functions): `text` is what FUNCTION LOAD
-// takes ("#!lua name=<library>", holds.lua, the registration of <function>), and a call is
-// FCALL <function> 5 <keys> <args>. Its functions are defined once per load, not on every call as
-// an EVAL script's are. Library and function names end in the first 16 hex digits of the SHA-1
-// of holds.lua, so switches of different versions sharing one Redis (a rolling upgrade) each
-// call their own; FUNCTION DELETE removes a version nothing runs any more. Built on first use
-// (startup), then immutable.
+// takes ("#!lua name=<library>", holds.lua, the velocity definitions, the registration of
+// <function>), and a call is FCALL <function> 5 <keys> <args>. Its functions are defined once
+// per load, not on every call as an EVAL script's are. Library and function names end in the
+// first 16 hex digits of the SHA-1 of holds.lua and the definitions, so switches of different
+// versions or rule sets sharing one Redis (a rolling upgrade, a rule reload) each call their
+// own; FUNCTION DELETE removes a version nothing runs any more (RedisPipeline::release_library).
 struct FunctionLibrary {
-  std::string_view text;
-  std::string_view library;   // "authswitch_holds_<hash>"
-  std::string_view function;  // "holds_<hash>"
+  std::string text;
+  std::string library;   // "authswitch_holds_<hash>"
+  std::string function;  // "holds_<hash>"
 };
+
+// The library without velocity definitions: every operation, and auth/debit without velocity
+// arguments. Built on first use (startup), then immutable.
 [[nodiscard]] const FunctionLibrary& holds_library();
+
+// The library with velocity definitions built in (risk::RuleSet::velocity_definitions: one list
+// of values per response-code policy, in holds.lua's define_velocity layout); auth/debit calls
+// name one by number (risk::ScriptArgs). Values are embedded as escaped Lua strings, so no value
+// can change the code. Allocates: call when a rule set is adopted, not per message.
+[[nodiscard]] FunctionLibrary make_holds_library(
+    std::span<const std::vector<std::string>> definitions);
 
 // Registers holds_library() on `pipeline` (RedisPipeline::load_library; startup only, may
 // throw) and returns the function to name in CallContext::function.

@@ -44,18 +44,25 @@ std::string_view to_string(ClientErrc e) noexcept {
   return "?";
 }
 
+namespace {
+constexpr int kCallerOp = -1;  // Slot::script of an operation a caller submitted
+constexpr int kNoAnswer = -2;  // of an internal command whose reply nobody waits for
+}  // namespace
+
 struct RedisPipeline::Slot {
   Completion* completion = nullptr;
   Clock::time_point deadline{};
-  int script = -1;  // >= 0: an internal SCRIPT LOAD (FUNCTION LOAD) of scripts_[script]
+  int script = kCallerOp;  // >= 0: an internal SCRIPT LOAD (FUNCTION LOAD) of scripts_[script]
   bool abandoned = false;
 };
 
+// A registered script or library; copies of the caller's texts. refs == 0: a free entry.
 struct RedisPipeline::Script {
-  std::string_view text;
+  std::string text;
   std::array<char, kShaHexLen> sha{};  // a script's
-  std::string_view library;            // a function library's name (what FUNCTION LOAD answers)
-  std::string_view function;           // and the function callers name
+  std::string library;                 // a function library's name (what FUNCTION LOAD answers)
+  std::string function;                // and the function callers name
+  std::size_t refs = 0;
 
   // What loads it, and what Redis answers when that went right.
   [[nodiscard]] std::array<std::string_view, 4> load_args() const noexcept {
@@ -296,7 +303,7 @@ RedisPipeline::~RedisPipeline() {
   while (head_ != tail_) {
     Slot& s = slots_[head_ & slot_mask_];
     ++head_;
-    if (s.script < 0 && !s.abandoned && s.completion != nullptr) {
+    if (s.script == kCallerOp && !s.abandoned && s.completion != nullptr) {
       s.completion->on_error(ClientErrc::kDisconnected, {});
     }
   }
@@ -357,7 +364,7 @@ void RedisPipeline::disconnect(Clock::time_point now) noexcept {
   while (head_ != tail_) {
     Slot& s = slots_[head_ & slot_mask_];
     ++head_;
-    if (s.script < 0 && !s.abandoned) {
+    if (s.script == kCallerOp && !s.abandoned) {
       s.completion->on_error(ClientErrc::kDisconnected, {});
     }
   }
@@ -366,7 +373,9 @@ void RedisPipeline::disconnect(Clock::time_point now) noexcept {
 void RedisPipeline::queue_script_loads(Clock::time_point now) noexcept {
   scripts_pending_ = 0;
   for (std::size_t i = 0; i < script_count_; ++i) {
-    queue_script_load(i, now);
+    if (scripts_[i].refs > 0) {
+      queue_script_load(i, now);
+    }
   }
 }
 
@@ -537,7 +546,7 @@ bool RedisPipeline::parse_replies(Clock::time_point now) noexcept {
       if (head_ != tail_) {
         Slot& s = slots_[head_ & slot_mask_];
         ++head_;
-        if (s.script < 0 && !s.abandoned) {
+        if (s.script == kCallerOp && !s.abandoned) {
           s.completion->on_error(ClientErrc::kProtocol, {});
         }
       }
@@ -564,6 +573,8 @@ bool RedisPipeline::parse_replies(Clock::time_point now) noexcept {
       if (scripts_pending_ > 0) {
         --scripts_pending_;
       }
+    } else if (s.script == kNoAnswer) {
+      // FUNCTION DELETE of a released library: "ERR Library not found" is as good as "OK".
     } else if (s.abandoned) {
       ++stats_.late_replies;
     } else {
@@ -599,7 +610,7 @@ void RedisPipeline::on_tick(Clock::time_point now) noexcept {
   }
   for (std::uint64_t i = head_; i != tail_; ++i) {
     Slot& s = slots_[i & slot_mask_];
-    if (s.script < 0 && !s.abandoned && s.deadline <= now) {
+    if (s.script == kCallerOp && !s.abandoned && s.deadline <= now) {
       s.abandoned = true;
       s.completion->on_error(ClientErrc::kTimeout, {});
     }
@@ -628,27 +639,53 @@ std::string_view RedisPipeline::load_library(std::string_view text, std::string_
 }
 
 // The same text registered again (every processor, the sweeper and the reconciler of a shard
-// register the holds library): one entry, one load per connect. Returns its index.
+// register the holds library): one entry, one load per connect, one more reference. Returns its
+// index.
 std::size_t RedisPipeline::register_script(std::string_view text, std::string_view library,
                                            std::string_view function) {
+  std::size_t free = script_count_;
   for (std::size_t i = 0; i < script_count_; ++i) {
-    if (scripts_[i].text == text) {
+    if (scripts_[i].refs == 0) {
+      free = std::min(free, i);
+    } else if (scripts_[i].text == text) {
+      ++scripts_[i].refs;
       return i;
     }
   }
-  if (script_count_ == kMaxScripts) {
+  if (free == kMaxScripts) {
     throw std::length_error("RedisPipeline: more than kMaxScripts scripts and libraries");
   }
-  Script& s = scripts_[script_count_];
+  Script& s = scripts_[free];
   s.text = text;
   s.sha = internal::sha1_hex(text);
   s.library = library;
   s.function = function;
-  ++script_count_;
+  s.refs = 1;
+  script_count_ = std::max(script_count_, free + 1);
   if (state_ != State::kDisconnected) {
-    queue_script_load(script_count_ - 1, last_now_);
+    queue_script_load(free, last_now_);
   }
-  return script_count_ - 1;
+  return free;
+}
+
+void RedisPipeline::release_library(std::string_view function) noexcept {
+  for (std::size_t i = 0; i < script_count_; ++i) {
+    Script& s = scripts_[i];
+    if (s.refs == 0 || s.library.empty() || s.function != function) {
+      continue;
+    }
+    if (--s.refs > 0) {
+      return;
+    }
+    if (state_ != State::kDisconnected) {
+      const std::array<std::string_view, 3> args{"FUNCTION", "DELETE", s.library};
+      (void)enqueue(args, {}, nullptr, last_now_ + options_.connect_timeout, kNoAnswer);
+    }
+    s.text.clear();
+    s.library.clear();
+    s.function.clear();
+    return;
+  }
 }
 
 }  // namespace authswitch::limits

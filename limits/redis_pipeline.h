@@ -185,21 +185,28 @@ class RedisPipeline {
   // and wants_write() says so.
   void flush() noexcept;
 
-  // Registers a Lua script (the text must outlive the client, e.g. limits::holds_script()),
-  // returns its SHA1 (hex, computed locally; owned by the client). SCRIPT LOAD is queued now if
-  // connected, and again first thing after every (re)connect; Redis's answer is checked against
-  // the local sha. Registering the same text again returns the same sha and adds nothing, so
-  // kMaxScripts counts distinct scripts. Call at startup (throws std::length_error past
-  // kMaxScripts).
+  // Registers a Lua script (the client keeps a copy of the text), returns its SHA1 (hex,
+  // computed locally; owned by the client). SCRIPT LOAD is queued now if connected, and again
+  // first thing after every (re)connect; Redis's answer is checked against the local sha.
+  // Registering the same text again returns the same sha and adds nothing, so kMaxScripts
+  // counts distinct scripts. Call at startup (throws std::length_error past kMaxScripts).
   std::string_view load_script(std::string_view text);
   // Registers a Redis function library the same way: FUNCTION LOAD REPLACE `text` on every
   // connect, before anything a caller submits; `library` is its name (what Redis answers when
-  // the load went right) and `function` the function callers FCALL, returned. All three must
-  // outlive the client (e.g. limits::holds_library()). An "ERR Function not found" reply (a
-  // FUNCTION FLUSH, a failover to a server without it) queues the loads again, as NOSCRIPT does.
-  // Throws std::length_error past kMaxScripts, std::invalid_argument without a name.
+  // the load went right) and `function` the function callers FCALL, returned (owned by the
+  // client, valid until the library is released). An "ERR Function not found" reply (a FUNCTION
+  // FLUSH, a failover to a server without it) queues the loads again, as NOSCRIPT does. The same
+  // text registered again counts one more reference. Allocates: startup, or when a rule set
+  // with other velocity definitions is adopted. Throws std::length_error past kMaxScripts
+  // libraries and scripts registered at once, std::invalid_argument without a name.
   std::string_view load_library(std::string_view text, std::string_view library,
                                 std::string_view function);
+  // Drops one reference to the library whose function is `function`; at the last one it is no
+  // longer loaded on connect, and FUNCTION DELETE is queued so Redis does not keep every
+  // version a reload leaves behind. Another client still calling it (another shard, another
+  // switch) gets "ERR Function not found", loads it again and retries once. Unknown names are
+  // ignored.
+  void release_library(std::string_view function) noexcept;
 
  private:
   struct Slot;

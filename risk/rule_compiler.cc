@@ -548,9 +548,7 @@ std::unique_ptr<const RuleSet> compile_rules(std::string_view toml_text, std::st
     throw RuleSetError(p.text());
   }
   internal::build_tests(*plan);
-  plan->decline_score_text = std::to_string(plan->decline_score);
-  plan->counter_count_text = std::to_string(plan->counters.size());
-  plan->velocity_count_text = std::to_string(plan->velocity.size());
+  internal::build_definitions(*plan);
   plan->generation = g_generation.fetch_add(1, std::memory_order_relaxed) + 1;
   return std::unique_ptr<const RuleSet>(new RuleSet(std::move(plan)));
 }

@@ -227,6 +227,30 @@ std::uint32_t emit(internal::Plan& plan, std::uint32_t index, std::uint32_t on_t
 
 namespace internal {
 
+void build_definitions(Plan& plan) {
+  plan.definitions.clear();
+  plan.policy_numbers.clear();
+  for (const Policy& policy : plan.policies) {
+    const auto code = [](const std::array<char, 2>& c) { return std::string(c.data(), 2); };
+    std::vector<std::string> d;
+    d.push_back(std::to_string(plan.decline_score));
+    d.push_back(code(policy[static_cast<std::size_t>(plan.score_reason)]));
+    d.push_back(std::to_string(plan.counters.size()));
+    for (const VelocityCounter& c : plan.counters) {
+      d.insert(d.end(), {c.cid, c.scope, c.counts, c.window_ms});
+    }
+    d.push_back(std::to_string(plan.velocity.size()));
+    for (const VelocityRule& v : plan.velocity) {
+      d.insert(d.end(),
+               {v.kind, v.ref, v.measure, v.threshold, v.action,
+                v.fixed_code ? code(v.code) : code(policy[static_cast<std::size_t>(v.reason)]),
+                v.score, v.shadow});
+    }
+    plan.definitions.push_back(std::move(d));
+    plan.policy_numbers.push_back(std::to_string(plan.policy_numbers.size() + 1));
+  }
+}
+
 void build_tests(Plan& plan) {
   plan.tests.clear();
   for (CompiledRule& rule : plan.rules) {
@@ -347,40 +371,28 @@ void RuleSet::script_args(const Authorization& a, const RiskDecision& stateless,
                           std::uint16_t network_policy, ScriptArgs& out) const noexcept {
   const Plan& plan = *plan_;
   AS_ASSERT(network_policy < plan.policies.size());
-  const internal::Policy& policy = plan.policies[network_policy];
-  const auto code = [](const std::array<char, 2>& c) { return std::string_view(c.data(), 2); };
-  std::size_t n = 0;
+  AS_ASSERT(plan.counters.size() <= out.match_.size());
   auto& args = out.args_;
-  args[n++] = stateless.outcome == Outcome::kDecline ? code(stateless.response_code) : "";
+  args[0] = stateless.outcome == Outcome::kDecline
+                ? std::string_view(stateless.response_code.data(), 2)
+                : std::string_view();
   const auto r = std::to_chars(out.pre_score_.data(), out.pre_score_.data() + out.pre_score_.size(),
                                stateless.score);
-  args[n++] = std::string_view(out.pre_score_.data(),
-                               static_cast<std::size_t>(r.ptr - out.pre_score_.data()));
-  args[n++] = plan.decline_score_text;
-  args[n++] = code(policy[static_cast<std::size_t>(plan.score_reason)]);
-  args[n++] = a.merchant_country.view();
-  args[n++] = plan.counter_count_text;
+  args[1] = std::string_view(out.pre_score_.data(),
+                             static_cast<std::size_t>(r.ptr - out.pre_score_.data()));
+  args[2] = a.merchant_country.view();
+  args[3] = plan.policy_numbers[network_policy];
   Evaluation e(plan, a);
+  std::size_t n = 0;
   for (const internal::VelocityCounter& c : plan.counters) {
-    args[n++] = c.cid;
-    args[n++] = c.scope;
-    args[n++] = c.counts;
-    args[n++] = c.window_ms;
-    args[n++] = e.run(c.filter_entry) ? "1" : "0";
+    out.match_[n++] = e.run(c.filter_entry) ? '1' : '0';
   }
-  args[n++] = plan.velocity_count_text;
-  for (const internal::VelocityRule& v : plan.velocity) {
-    args[n++] = v.kind;
-    args[n++] = v.ref;
-    args[n++] = v.measure;
-    args[n++] = v.threshold;
-    args[n++] = v.action;
-    args[n++] = v.fixed_code ? code(v.code) : code(policy[static_cast<std::size_t>(v.reason)]);
-    args[n++] = v.score;
-    args[n++] = v.shadow;
-  }
-  AS_ASSERT(n <= args.size());
-  out.count_ = n;
+  args[4] = std::string_view(out.match_.data(), n);
+  out.count_ = ScriptArgs::kArgs;
+}
+
+std::span<const std::vector<std::string>> RuleSet::velocity_definitions() const noexcept {
+  return plan_->definitions;
 }
 
 void RuleSet::add_fired_velocity(std::string_view fired, RiskDecision& d) const noexcept {

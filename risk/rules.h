@@ -105,14 +105,17 @@ inline constexpr std::size_t kVelocityCountersMax = 16;
 inline constexpr std::size_t kVelocityRulesMax = 32;
 
 // The fraud arguments of one authorization for the holds script (limits/scripts/holds.lua,
-// "Fraud rules in the same call"): the stateless verdict and score, the velocity counters with
-// whether this authorization passes each one's filter, and the velocity rules with the codes of
-// the network's policy. Built by RuleSet::script_args into fixed storage; the views point into
-// the RuleSet and into this object, so both must live until the command has been submitted
-// (RedisPipeline::submit copies it). One per thread, reused per message.
+// "Fraud rules in the same call"): the stateless verdict and score, the merchant country, the
+// number of the network's policy, and whether this authorization passes each velocity counter's
+// filter ("1"/"0" per counter). The definitions of the counters and velocity rules are not sent
+// with each call: they are built into the holds library the switch loads for the rule set
+// (RuleSet::velocity_definitions, limits::make_holds_library). Built by RuleSet::script_args
+// into fixed storage; the views point into the RuleSet and into this object, so both must live
+// until the command has been submitted (RedisPipeline::submit copies it). One per thread,
+// reused per message.
 class ScriptArgs {
  public:
-  static constexpr std::size_t kArgsMax = 6 + 5 * kVelocityCountersMax + 1 + 8 * kVelocityRulesMax;
+  static constexpr std::size_t kArgs = 5;
 
   ScriptArgs() = default;
   ScriptArgs(const ScriptArgs&) = delete;
@@ -124,9 +127,10 @@ class ScriptArgs {
 
  private:
   friend class RuleSet;
-  std::array<std::string_view, kArgsMax> args_{};
+  std::array<std::string_view, kArgs> args_{};
   std::size_t count_ = 0;
   std::array<char, 24> pre_score_{};
+  std::array<char, kVelocityCountersMax> match_{};
 };
 
 namespace internal {
@@ -164,6 +168,13 @@ class RuleSet {
   // holding anything and still counts the attempt). No allocation.
   void script_args(const Authorization& a, const RiskDecision& stateless,
                    std::uint16_t network_policy, ScriptArgs& out) const noexcept;
+
+  // The definitions the holds script evaluates velocity with, one list of values per policy
+  // (the policy number script_args sends is 1-based into it): the decline score, the policy's
+  // code for a score decline, the counter count, each counter (id, scope, counts, window in ms),
+  // the velocity rule count, and each rule (kind, counter, measure, threshold, action, code,
+  // score, shadow). Embedded in the holds library (limits::make_holds_library).
+  [[nodiscard]] std::span<const std::vector<std::string>> velocity_definitions() const noexcept;
 
   // Adds the velocity rules the script reported as fired ("rule:value:threshold[:s];...", rule
   // 1-based in script_args order) to `d.fired`. Malformed entries are skipped. No allocation.

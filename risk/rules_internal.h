@@ -197,10 +197,10 @@ struct Plan {
   std::vector<Policy> policies;
   std::vector<VelocityCounter> counters;
   std::vector<VelocityRule> velocity;
-  // Texts of numbers the script arguments reference (set by compile_rules).
-  std::string decline_score_text;
-  std::string counter_count_text;
-  std::string velocity_count_text;
+  // The velocity definitions of each policy (RuleSet::velocity_definitions) and each policy's
+  // 1-based number as text, which the script arguments name (set by compile_rules).
+  std::vector<std::vector<std::string>> definitions;
+  std::vector<std::string> policy_numbers;
 };
 
 // Named lists of a rule file, before their type is known: each entry is a string as written
@@ -232,6 +232,10 @@ inline constexpr std::size_t kMemoSets = 64;
 
 // Compiles every rule's tree into Plan::tests and sets CompiledRule::entry.
 void build_tests(Plan& plan);
+
+// Sets Plan::definitions and Plan::policy_numbers from the counters, velocity rules, decline
+// score and policies.
+void build_definitions(Plan& plan);
 
 // Parses `text` and appends its nodes to ctx.plan.nodes; returns the root index. Throws
 // std::invalid_argument("column N: reason") on a syntax or type error.

@@ -354,7 +354,27 @@ Processor::Processor(const iso8583::Dialect& dialect, limits::RedisPipeline& pip
   scratch_ = std::make_unique<std::byte[]>(options_.max_message_bytes);
   call_ = std::make_unique<limits::HoldsCall>();
   script_args_ = std::make_unique<risk::ScriptArgs>();
-  function_ = limits::register_holds(pipeline_);
+  adopt_rules(rules_.current());
+}
+
+// The network's policy in `set` and the holds library with `set`'s velocity definitions, in
+// place of the previous set's: registered on the pipeline (loaded now), the previous one
+// released (deleted from Redis once no processor of this shard names it). Allocates: once per
+// rule set. Throws what the pipeline throws; then nothing has changed but library_ok_.
+void Processor::adopt_rules(const risk::RuleSet& set) {
+  library_ok_ = false;
+  limits::FunctionLibrary next = limits::make_holds_library(set.velocity_definitions());
+  if (next.function != library_.function) {
+    (void)pipeline_.load_library(next.text, next.library, next.function);
+    if (!library_.function.empty()) {
+      pipeline_.release_library(library_.function);
+    }
+    library_ = std::move(next);
+    function_ = library_.function;
+  }
+  network_policy_ = set.network_policy(options_.network);
+  policy_generation_ = set.generation();
+  library_ok_ = true;
 }
 
 // The pipeline may be gone already (the recommended order): only the processor's own state is
@@ -958,6 +978,11 @@ bool Processor::try_submit_script(Slot& s) noexcept {
     case Kind::kAuth:
     case Kind::kDebit:
       ok = build_auth_call(s);
+      if (!library_ok_) {  // the rule set's holds library could not be registered
+        ++stats_.redis_errors;
+        stand_in(s);
+        return true;
+      }
       tail = script_args_->args();
       break;
     case Kind::kRefund:
@@ -996,9 +1021,12 @@ bool Processor::try_submit_script(Slot& s) noexcept {
 
 bool Processor::build_auth_call(Slot& s) noexcept {
   const risk::RuleSet& set = rules_.current();
-  if (set.generation() != policy_generation_) {
-    network_policy_ = set.network_policy(options_.network);
-    policy_generation_ = set.generation();
+  if (set.generation() != policy_generation_ || !library_ok_) {
+    try {
+      adopt_rules(set);
+    } catch (const std::exception&) {  // kMaxScripts, or memory: the call cannot be made
+      return true;                     // try_submit_script sees !library_ok_
+    }
   }
   s.rules_generation = set.generation();
   const std::span<const risk::CardOverride> overrides(s.overrides.data(), s.override_count);

@@ -277,6 +277,7 @@ class Processor {
   void wait_for_queue(Slot& s) noexcept;
   void retry_waiting() noexcept;
   [[nodiscard]] bool build_auth_call(Slot& s) noexcept;
+  void adopt_rules(const risk::RuleSet& set);
 
   // Outcomes.
   void on_op_reply(Slot& s, OpKind k, const limits::Reply& r) noexcept;
@@ -306,7 +307,11 @@ class Processor {
   limits::CardDataCrypto& crypto_;
   Options options_;
   ResponseSink& sink_;
+  // The holds library of the rule set in use (its velocity definitions built in; see
+  // limits::make_holds_library), registered on the pipeline; function_ names its function.
+  limits::FunctionLibrary library_;
   std::string_view function_;
+  bool library_ok_ = false;  // false: the last rule set's library could not be registered
   // ISO 8583:1993 dialect (DE 39 n3): responses carry action codes, network management is
   // 1804/1814 by DE 24 (iso8583/action_codes.h). Internally every code is the 1987 one.
   const bool action_codes_;
@@ -345,7 +350,7 @@ class Processor {
   std::array<char, 6> month_{};  // YYYYMM
   std::array<char, 4> yymm_{};
 
-  std::uint64_t policy_generation_ = 0;  // of the set network_policy_ was resolved in
+  std::uint64_t policy_generation_ = 0;  // of the set network_policy_ and library_ were made for
   std::uint16_t network_policy_ = 0;
   Clock::time_point now_{};
   bool submitted_ = false;          // something was submitted since the last on_tick flush

@@ -174,10 +174,21 @@ bool run_batch(RedisPipeline& c, AuthArgs& a, Tally& t, std::size_t depth,
   return true;
 }
 
-// A client connected to the server for `aof`, its script loaded, warmed up with a few batches.
+const bench::ShippedVelocity& shipped() {
+  return bench::shipped_velocity(std::string(AS_SOURCE_DIR) + "/config/rules.toml");
+}
+
+// A client connected to the server for `aof`, its library loaded (with the shipped rule set's
+// velocity definitions and arguments when `velocity`), warmed up with a few batches.
 struct Session {
-  explicit Session(AofMode aof) : client(options(server_for(aof))) {
-    args = std::make_unique<AuthArgs>(register_holds(client));
+  explicit Session(AofMode aof, bool velocity = false) : client(options(server_for(aof))) {
+    if (velocity) {
+      const FunctionLibrary& l = shipped().library;
+      args = std::make_unique<AuthArgs>(client.load_library(l.text, l.library, l.function));
+      args->extra = shipped().args.args();
+    } else {
+      args = std::make_unique<AuthArgs>(register_holds(client));
+    }
     const auto give_up = Clock::now() + 10s;
     while (!client.ready() && Clock::now() < give_up) {
       pump(client, last_tick);
@@ -215,16 +226,9 @@ void set_alloc_counters(benchmark::State& state, const support::AllocSnapshot& b
   }
 }
 
-const risk::ScriptArgs& velocity_args() {
-  return bench::shipped_velocity_args(std::string(AS_SOURCE_DIR) + "/config/rules.toml");
-}
-
 void BM_ClientAuthPipelined(benchmark::State& state, AofMode aof, bool velocity) {
   const auto depth = static_cast<std::size_t>(state.range(0));
-  Session s(aof);
-  if (velocity) {
-    s.args->extra = velocity_args().args();
-  }
+  Session s(aof, velocity);
   if (!s.ok) {
     state.SkipWithError("could not connect, load the script or warm up");
     return;

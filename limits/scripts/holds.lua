@@ -278,11 +278,17 @@ end
 -- Fraud rules in the same call (issue 4). auth and debit may carry, after their 20 arguments:
 --   a[21] pre_rc         "" or the response code the switch's stateless rules declined with
 --   a[22] pre_score      the stateless rules' score
---   a[23] decline_score  scores at or above it decline (0: never)
---   a[24] score_rc       the response code of a score decline
---   a[25] country        merchant country (DE 43), or ""
---   a[26] K, then K counters of 5: cid scope(c card | a account) counts(a approvals | d declines
---         | * both) window_ms matches(1 when this transaction passes the counter's filter)
+--   a[23] country        merchant country (DE 43), or ""
+--   a[24] definitions    which of the library's velocity definitions apply (1-based: the
+--                        network's response-code policy)
+--   a[25] matches        one character per counter: 1 when this transaction passes its filter
+-- The definitions are built into the library, not sent with each call (they were about half of
+-- a call's bytes, and Redis reads at most 16 KB from a connection per event-loop pass, which
+-- with appendfsync always is one fsync): limits/holds_script.cc (make_holds_library) appends
+-- define_velocity{ d1, d2, ... }, each a list of values:
+--   decline_score (scores at or above it decline; 0: never), score_rc (the response code of a
+--   score decline), K, then K counters of 4: cid scope(c card | a account) counts(a approvals |
+--   d declines | * both) window_ms,
 --   then R, then R rules of 8: kind ref measure threshold action code score shadow
 --         kind w (window counter ref, measure n count | a amount: fires when a matching
 --         transaction takes the counter, itself included, above threshold), cd (consecutive
@@ -339,31 +345,57 @@ local function list_add(list, item)
   return table.concat(items, ',')
 end
 
-local function velocity_args(a)
-  if a[26] == nil then return nil end
-  local v = { pre_rc = a[21], pre_score = tonumber(a[22]), decline_score = tonumber(a[23]),
-              score_rc = a[24], country = a[25], counters = {}, rules = {} }
-  -- The fields account() and card_state() read with theirs: the card's history, then each
-  -- counter's ring in its hash.
-  v.card_fields, v.acct_fields = { 'cd', 'sc', 'sm', 'lc', 'lt' }, {}
-  local i = 26
-  for c = 1, tonumber(a[i]) do
-    local w = tonumber(a[i + 4])
-    local width = math.max(1, math.ceil(w / kBuckets))
-    v.counters[c] = { cid = a[i + 1], scope = a[i + 2], counts = a[i + 3], match = a[i + 5] == '1',
-                      b = math.floor(now / width) }
-    local f = v.counters[c].scope == 'a' and v.acct_fields or v.card_fields
-    f[#f + 1] = 'v.' .. a[i + 1]
-    i = i + 5
+-- The library's velocity definitions: define_velocity keeps them as written (while a library
+-- loads, Redis offers no Lua library functions, not even tonumber), and each is parsed on its
+-- first use, then kept parsed.
+local written, definitions = {}, {}
+
+local function define_velocity(list)
+  written = list
+end
+
+local function definition(p)
+  local d = definitions[p]
+  local a = written[p]
+  if not d and a then
+    d = { decline_score = tonumber(a[1]), score_rc = a[2], counters = {}, rules = {}, kinds = {} }
+    -- The fields account() and card_state() read with theirs: the card's history, then each
+    -- counter's ring in its hash.
+    d.card_fields, d.acct_fields = { 'cd', 'sc', 'sm', 'lc', 'lt' }, {}
+    local i = 3
+    for c = 1, tonumber(a[i]) do
+      d.counters[c] = { cid = a[i + 1], scope = a[i + 2], counts = a[i + 3],
+                        width = math.max(1, math.ceil(tonumber(a[i + 4]) / kBuckets)) }
+      local f = a[i + 2] == 'a' and d.acct_fields or d.card_fields
+      f[#f + 1] = 'v.' .. a[i + 1]
+      i = i + 4
+    end
+    i = i + 1
+    for r = 1, tonumber(a[i]) do
+      d.rules[r] = { kind = a[i + 1], ref = tonumber(a[i + 2]), measure = a[i + 3],
+                     threshold = tonumber(a[i + 4]), action = a[i + 5], code = a[i + 6],
+                     score = tonumber(a[i + 7]), shadow = a[i + 8] == '1' }
+      d.kinds[a[i + 1]] = true
+      i = i + 8
+    end
+    definitions[p] = d
   end
-  i = i + 1
-  v.kinds = {}
-  for r = 1, tonumber(a[i]) do
-    v.rules[r] = { kind = a[i + 1], ref = tonumber(a[i + 2]), measure = a[i + 3],
-                   threshold = tonumber(a[i + 4]), action = a[i + 5], code = a[i + 6],
-                   score = tonumber(a[i + 7]), shadow = a[i + 8] == '1' }
-    v.kinds[a[i + 1]] = true
-    i = i + 8
+  return d
+end
+
+-- A call's velocity state: nil without velocity arguments, false when the library has no such
+-- definitions (a switch built for other ones).
+local function velocity_args(a)
+  if a[24] == nil then return nil end
+  local d, matches = definition(tonumber(a[24])), a[25] or ''
+  if not d or #matches ~= #d.counters then return false end
+  local v = { pre_rc = a[21], pre_score = tonumber(a[22]), country = a[23],
+              decline_score = d.decline_score, score_rc = d.score_rc, rules = d.rules,
+              kinds = d.kinds, card_fields = d.card_fields, acct_fields = d.acct_fields,
+              counters = {} }
+  for c, def in ipairs(d.counters) do
+    v.counters[c] = { cid = def.cid, scope = def.scope, counts = def.counts,
+                      match = string.byte(matches, c) == 49, b = math.floor(now / def.width) }
   end
   return v
 end
@@ -811,7 +843,13 @@ local function holds_call(keys, args)
     flush_writes()
     return r
   end
-  if op == 'auth' or op == 'debit' then V = velocity_args(args) end
+  if op == 'auth' or op == 'debit' then
+    V = velocity_args(args)
+    if V == false then
+      return redis.error_reply('ERR holds.lua: this library has no velocity definitions ' ..
+                               tostring(args[24]) .. ' for ' .. #(args[25] or '') .. ' counters')
+    end
+  end
 
   -- Replays: the same transaction key and request get the original reply and change nothing;
   -- the same key with a different request is a duplicate (94).

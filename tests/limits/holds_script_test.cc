@@ -1032,8 +1032,8 @@ TEST_F(Holds, ForcedAuthIsRefusedOnlyWhenItCannotBePlaced) {
   EXPECT_EQ(field("as:{a:2}", "held"), 0);
 }
 
-// Velocity arguments of holds.lua (after auth's 20): the stateless pre-decision, then counters
-// and rules (see the script's comment).
+// Velocity of holds.lua: the definitions built into the library (define_velocity) and the
+// arguments after auth's 20 (see the script's comment).
 struct Velocity {
   std::string pre_rc;
   int pre_score = 0;
@@ -1044,25 +1044,39 @@ struct Velocity {
   std::vector<std::vector<std::string>>
       rules;  // kind ref measure threshold action code score shadow
 
-  [[nodiscard]] std::vector<std::string> args() const {
-    std::vector<std::string> a = {
-        pre_rc,  std::to_string(pre_score),      std::to_string(decline_score), score_rc,
-        country, std::to_string(counters.size())};
+  // The library's one definition list: the counters without their per-call "matches".
+  [[nodiscard]] std::vector<std::string> definition() const {
+    std::vector<std::string> d = {std::to_string(decline_score), score_rc,
+                                  std::to_string(counters.size())};
     for (const auto& c : counters) {
-      a.insert(a.end(), c.begin(), c.end());
+      d.insert(d.end(), c.begin(), c.begin() + 4);
     }
-    a.push_back(std::to_string(rules.size()));
+    d.push_back(std::to_string(rules.size()));
     for (const auto& r : rules) {
-      a.insert(a.end(), r.begin(), r.end());
+      d.insert(d.end(), r.begin(), r.end());
     }
-    return a;
+    return d;
+  }
+  [[nodiscard]] std::vector<std::string> args() const {
+    std::string matches;
+    for (const auto& c : counters) {
+      matches += c[4];
+    }
+    return {pre_rc, std::to_string(pre_score), country, "1", matches};
   }
 };
 
 class VelocityHolds : public Holds {
  protected:
+  // An auth with `v`'s arguments, through a library holding `v`'s definitions (loaded when they
+  // differ from the last call's).
   Decision vauth(const std::string& txn, std::int64_t amount, const Velocity& v,
                  std::int64_t now = kNow, const std::string& mcc = "5411") {
+    const std::vector<std::vector<std::string>> definitions = {v.definition()};
+    if (definitions != loaded_) {
+      function_ = support::load_holds(redis(), limits::make_holds_library(definitions));
+      loaded_ = definitions;
+    }
     const Profile p{.day_count = 1'000, .month_count = 10'000};
     std::vector<std::string> args = {txn, std::to_string(amount), "840", "pos", mcc, ""};
     const auto tail = limit_tail("20231114", false, p);
@@ -1071,6 +1085,7 @@ class VelocityHolds : public Holds {
     args.insert(args.end(), extra.begin(), extra.end());
     return run("auth", txn, args, now);
   }
+  std::vector<std::vector<std::string>> loaded_;
   std::string card_field(const std::string& f) { return hash("as:{a:1}:c:tok1")[f]; }
 };
 
@@ -1205,6 +1220,49 @@ TEST_F(VelocityHolds, ShadowRulesReportAndScoresAddUpWithTheStatelessScore) {
   EXPECT_EQ(d.code(), "57");
   EXPECT_EQ(d.reason_text(), "rules");
   reverse("rs1", "s1", 0);
+}
+
+// A call naming definitions its library does not have (a switch and a library of different
+// rule sets) is refused whole: nothing is held or counted.
+TEST_F(VelocityHolds, DefinitionsTheLibraryDoesNotHaveAreAnErrorThatChangesNothing) {
+  Velocity v;
+  v.counters = {{"n", "c", "*", "600000", "1"}};
+  v.rules = {{"w", "1", "n", "5", "d", "59", "0", "0"}};
+  EXPECT_EQ(vauth("k1", 100, v).code(), "00");  // loads the library with v's definitions
+  for (const auto& [which, matches] :
+       std::vector<std::pair<std::string, std::string>>{{"2", "1"}, {"1", "11"}, {"x", "1"}}) {
+    AccountKeys keys;
+    ASSERT_TRUE(keys.set("1", "tok1", "k2"));
+    std::vector<std::string> argv = {"FCALL", function_, "5"};
+    for (std::size_t i = 0; i < AccountKeys::kCount; ++i) {
+      argv.emplace_back(keys.key(static_cast<AccountKeys::Index>(i)));
+    }
+    argv.insert(argv.end(), {"auth", std::to_string(kNow), "86400000", "fp", "k2", "100", "840",
+                             "pos", "5411", ""});
+    const auto tail = limit_tail("20231114", false, Profile{});
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    argv.insert(argv.end(), {"", "0", "US", which, matches});
+    const auto r = command(redis(), argv);
+    ASSERT_EQ(r->type, REDIS_REPLY_ERROR) << which << " " << matches;
+    EXPECT_NE(std::string(r->str, r->len).find("no velocity definitions"), std::string::npos)
+        << std::string(r->str, r->len);
+  }
+  EXPECT_EQ(field("as:{a:1}", "held"), 100);
+  EXPECT_EQ(hash("as:{a:1}:h").count("k2"), 0U);
+  reverse("rk1", "k1", 0);
+}
+
+// Definition values are embedded in the library's code as escaped strings: quotes, brackets,
+// backslashes and newlines arrive as data and change no code.
+TEST_F(VelocityHolds, DefinitionValuesAreDataNotCode) {
+  Velocity v;
+  const std::string cid = "a\"]]\\\n'); error('x";
+  v.counters = {{cid, "c", "*", "600000", "1"}};
+  v.rules = {{"w", "1", "n", "0", "d", "\"\\", "0", "0"}};  // the code is quote, backslash
+  const Decision d = vauth("e1", 100, v);
+  EXPECT_EQ(d.code(), "\"\\");
+  EXPECT_EQ(d.reason_text(), "velocity");
+  EXPECT_FALSE(card_field("v." + cid).empty());  // the counter's field carries the id as given
 }
 
 TEST(AccountKeys, LayoutUnderOneHashTag) {

@@ -219,6 +219,53 @@ TEST(RedisPipeline, RegisteringTheSameScriptAgainAddsNothing) {
   EXPECT_NE(c.load_script(other), sha);  // a different text is a new script
 }
 
+// A library registered twice is released twice before Redis is told to delete it; after that it
+// is not loaded again on a reconnect, and an unknown name is ignored.
+TEST(RedisPipeline, ALibraryIsDeletedAtItsLastRelease) {
+  support::RedisServer& server = support::shared_redis_server();
+  seed_account(server);
+  const FunctionLibrary other = make_holds_library({{{"0", "59", "0", "0"}}});
+  auto ctx = server.connect();
+  const auto loaded = [&] {
+    const auto r = support::redis_command(*ctx, {"FUNCTION", "LIST", "LIBRARYNAME", other.library});
+    return r->elements == 1;
+  };
+  RedisPipeline c(options_for(server));
+  const std::string function(c.load_library(other.text, other.library, other.function));
+  EXPECT_EQ(function, other.function);
+  (void)c.load_library(other.text, other.library, other.function);
+  (void)register_holds(c);
+  ASSERT_TRUE(connect_ready(c));
+  EXPECT_EQ(c.stats().script_loads, 2U);
+  ASSERT_TRUE(loaded());
+  c.release_library(function);
+  c.release_library("holds_0000000000000000");  // not registered: nothing
+  AuthCall call(function, "pipe-rel1", 100);
+  Recorder r;
+  ASSERT_FALSE(c.submit(call.args, r, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return r.calls == 1; }));
+  EXPECT_TRUE(r.ok) << r.str();  // one reference left: still there
+  EXPECT_TRUE(loaded());
+  c.release_library(function);
+  Recorder after;
+  AuthCall again(function, "pipe-rel2", 100);
+  ASSERT_FALSE(c.submit(again.args, after, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return after.calls == 1; }));
+  EXPECT_EQ(after.errc, ClientErrc::kServerError);  // deleted, and not loaded again
+  EXPECT_EQ(after.str().substr(0, 22), "ERR Function not found") << after.str();
+  EXPECT_FALSE(loaded());
+  // The holds library is still registered and works; the freed entry is reused.
+  AuthCall base(holds_library().function, "pipe-rel3", 100);
+  Recorder ok;
+  ASSERT_FALSE(c.submit(base.args, ok, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return ok.calls == 1; }));
+  EXPECT_TRUE(ok.ok) << ok.str();
+  EXPECT_EQ(c.load_library(other.text, other.library, other.function), other.function);
+}
+
 // Keeps the parsed decision of each reply (parse_decision), or that it could not be parsed.
 class DecisionRecorder final : public Completion {
  public:

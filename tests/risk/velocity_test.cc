@@ -75,26 +75,49 @@ TEST(Velocity, CompilesToTheScriptsArguments) {
   set->evaluate(a, {}, 0, d);
   ScriptArgs args;
   set->script_args(a, d, 0, args);
-  const std::vector<std::string> got(args.args().begin(), args.args().end());
-  ASSERT_EQ(got.size(), 6U + 2 * 5 + 1 + 3 * 8);  // two counters: the cnp rules share one
-  EXPECT_EQ(std::vector<std::string>(got.begin(), got.begin() + 6),
-            (std::vector<std::string>{"", "0", "50", "59", "US", "2"}));
-  EXPECT_EQ(got[7], "c");
-  EXPECT_EQ(got[8], "d");
-  EXPECT_EQ(got[9], "600000");
-  EXPECT_EQ(got[10], "1");  // no filter: every authorization matches
-  EXPECT_EQ(got[15], "1");  // channel == cnp
-  EXPECT_EQ(got[16], "3");  // three rules sent ("off" is not)
-  EXPECT_EQ(std::vector<std::string>(got.begin() + 17, got.begin() + 25),
+  // Per call: the stateless verdict and score, the country, the policy, each counter's filter.
+  EXPECT_EQ(std::vector<std::string>(args.args().begin(), args.args().end()),
+            (std::vector<std::string>{"", "0", "US", "1", "11"}));  // cnp: both counters match
+  // The rest is built into the holds library, once per policy.
+  ASSERT_EQ(set->velocity_definitions().size(), 1U);
+  const std::vector<std::string>& got = set->velocity_definitions()[0];
+  ASSERT_EQ(got.size(), 3U + 2 * 4 + 1 + 3 * 8);  // two counters: the cnp rules share one
+  EXPECT_EQ(std::vector<std::string>(got.begin(), got.begin() + 3),
+            (std::vector<std::string>{"50", "59", "2"}));
+  EXPECT_EQ(got[4], "c");
+  EXPECT_EQ(got[5], "d");
+  EXPECT_EQ(got[6], "600000");
+  EXPECT_EQ(got[11], "3");  // three rules sent ("off" is not)
+  EXPECT_EQ(std::vector<std::string>(got.begin() + 12, got.begin() + 20),
             (std::vector<std::string>{"w", "1", "n", "2", "d", "59", "0", "0"}));
-  EXPECT_EQ(got[26], "2");  // the cnp rules share counter 2
-  EXPECT_EQ(got[40], "1");  // shadow
+  EXPECT_EQ(got[21], "2");  // the cnp rules share counter 2
+  EXPECT_EQ(got[35], "1");  // shadow
   a.channel = Channel::kPos;
   a.card_status = CardStatus::kBlocked;
   set->evaluate(a, {}, 0, d);
   set->script_args(a, d, 0, args);
   EXPECT_EQ(args.args()[0], "62");  // the stateless verdict travels with them
-  EXPECT_EQ(args.args()[15], "0");  // a POS authorization does not pass the cnp filter
+  EXPECT_EQ(args.args()[4], "10");  // a POS authorization does not pass the cnp filter
+}
+
+// Each response-code policy has its own definitions (the codes differ); a call names its
+// network's by number.
+TEST(Velocity, EachPolicyHasItsDefinitionsAndCallsNameTheirsByNumber) {
+  const auto set = compile_rules(
+      std::string(kSet) + "[response_codes.net_b]\nsuspected_fraud = \"05\"\n", "v.toml");
+  ASSERT_EQ(set->velocity_definitions().size(), 2U);
+  const std::uint16_t b = set->network_policy("net_b");
+  ASSERT_EQ(b, 1U);
+  EXPECT_EQ(set->velocity_definitions()[0][17], "59");  // rule 1's code, default policy
+  EXPECT_EQ(set->velocity_definitions()[1][17], "05");  // net_b's
+  EXPECT_EQ(set->velocity_definitions()[1][1], "05");   // and its score-decline code
+  Authorization a;
+  a.merchant_country.assign("US");
+  RiskDecision d;
+  set->evaluate(a, {}, b, d);
+  ScriptArgs args;
+  set->script_args(a, d, b, args);
+  EXPECT_EQ(args.args()[3], "2");
 }
 
 TEST(Velocity, FiredEntriesMapBackToRules) {
@@ -146,7 +169,6 @@ class VelocityInRedis : public support::SharedRedisTest {
     o.host = support::RedisServer::kHost;
     o.port = server().port();
     pipeline_ = std::make_unique<limits::RedisPipeline>(o);
-    function_ = limits::register_holds(*pipeline_);
     ASSERT_TRUE(support::drive(*pipeline_, [&] { return pipeline_->ready(); }));
   }
 
@@ -165,6 +187,10 @@ class VelocityInRedis : public support::SharedRedisTest {
   // One authorization through rules and script; returns the script's decision and fills `risk`.
   limits::Decision authorize(const RuleSet& set, const std::string& txn, const Authorization& a,
                              RiskDecision& risk) {
+    // The library with the set's velocity definitions, as the switch registers it (the same text
+    // again only counts a reference; its load runs ahead of the call on the connection).
+    const limits::FunctionLibrary library = limits::make_holds_library(set.velocity_definitions());
+    function_ = pipeline_->load_library(library.text, library.library, library.function);
     set.evaluate(a, {}, 0, risk);
     ScriptArgs extra;
     set.script_args(a, risk, 0, extra);

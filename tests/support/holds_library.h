@@ -1,6 +1,6 @@
 #pragma once
-// Loads the holds library (limits::holds_library()) into a test's Redis through hiredis, for
-// tests that call it directly (FCALL) rather than through a RedisPipeline.
+// Loads a holds library (limits::holds_library() by default) into a test's Redis through hiredis,
+// for tests that call it directly (FCALL) rather than through a RedisPipeline.
 // Thread-safety: one context per thread, as hiredis requires.
 
 #include <stdexcept>
@@ -11,10 +11,11 @@
 
 namespace authswitch::support {
 
-// FUNCTION LOAD REPLACE of the library; returns the function to FCALL. Throws
-// std::runtime_error with Redis's answer when it did not load.
-inline std::string load_holds(redisContext& ctx) {
-  const limits::FunctionLibrary& l = limits::holds_library();
+// FUNCTION LOAD REPLACE of the library (holds_library(), or one make_holds_library built with
+// velocity definitions); returns the function to FCALL. Throws std::runtime_error with Redis's
+// answer when it did not load.
+inline std::string load_holds(redisContext& ctx,
+                              const limits::FunctionLibrary& l = limits::holds_library()) {
   const RedisReplyPtr r = redis_command(ctx, {"FUNCTION", "LOAD", "REPLACE", l.text});
   if (r->type != REDIS_REPLY_STRING || std::string(r->str, r->len) != l.library) {
     throw std::runtime_error(std::string("FUNCTION LOAD failed: ") +

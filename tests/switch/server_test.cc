@@ -5,6 +5,7 @@
 // flight answering every one.
 #include "switch/server.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -23,6 +24,7 @@
 
 #include "iso8583/dialect_loader.h"
 #include "iso8583/message.h"
+#include "limits/holds_script.h"
 #include "risk/rules.h"
 #include "switch/config.h"
 #include "tests/support/alloc_counter.h"
@@ -224,6 +226,75 @@ TEST_F(ServerTest, RulesReloadWholeAndABadFileChangesNothing) {
   EXPECT_TRUE(c.send(gambling));
   EXPECT_EQ(decode_answer(c.receive()).de39, "00");
   EXPECT_EQ(switch_->totals().rule_reloads, 2U);
+}
+
+// The names of the holds libraries Redis has (FUNCTION LIST), sorted.
+std::vector<std::string> holds_libraries(redisContext& ctx) {
+  const auto r =
+      support::redis_command(ctx, {"FUNCTION", "LIST", "LIBRARYNAME", "authswitch_holds_*"});
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < r->elements; ++i) {
+    const redisReply* lib = r->element[i];
+    for (std::size_t j = 0; j + 1 < lib->elements; j += 2) {
+      if (std::string(lib->element[j]->str, lib->element[j]->len) == "library_name") {
+        names.emplace_back(lib->element[j + 1]->str, lib->element[j + 1]->len);
+      }
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Velocity definitions are built into the holds library (limits::make_holds_library), not sent
+// with each call: a reload that changes them must switch every shard to a library with the new
+// ones, and Redis must not keep the replaced one.
+TEST_F(ServerTest, AReloadWithOtherVelocityRulesSwitchesToTheirLibraryAndDeletesTheOld) {
+  const auto velocity = [](int threshold) {
+    return "version = \"v" + std::to_string(threshold) +
+           "\"\n[[rule]]\nid = \"big\"\nwhen = \"amount > 100000000\"\naction = "
+           "\"decline\"\n[[velocity]]\nid = \"approvals\"\nscope = \"card\"\ncounts = "
+           "\"approvals\"\nwindow = \"10m\"\nthreshold = " +
+           std::to_string(threshold) + "\naction = \"decline\"\nreason = \"suspected_fraud\"\n";
+  };
+  std::vector<std::unique_ptr<TestClient>> clients;  // on both shards
+  for (int i = 0; i < 6; ++i) {
+    clients.push_back(std::make_unique<TestClient>(port_));
+  }
+  int stan = 810'000;
+  const auto authorize = [&](const TestClient& c) {
+    Txn t;
+    t.stan = std::to_string(++stan);
+    t.amount = "000000000100";
+    EXPECT_TRUE(c.send(t));
+    return decode_answer(c.receive()).de39;
+  };
+  std::ofstream(rules_path_) << velocity(2);
+  switch_->reload_rules();
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().rule_reloads == 1; }));
+  std::vector<std::string> codes;
+  for (const auto& c : clients) {
+    codes.push_back(authorize(*c));
+  }
+  // Two approvals of the card in ten minutes, then the third and later are declined.
+  EXPECT_EQ(codes, (std::vector<std::string>{"00", "00", "59", "59", "59", "59"}));
+  const auto library_of = [&](int threshold) {
+    return limits::make_holds_library(
+               risk::compile_rules(velocity(threshold), "t.toml")->velocity_definitions())
+        .library;
+  };
+  std::vector<std::string> want = {limits::holds_library().library, library_of(2)};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(holds_libraries(redis()), want);  // the startup set's library is gone
+
+  std::ofstream(rules_path_) << velocity(100);
+  switch_->reload_rules();
+  ASSERT_TRUE(wait_for([&] { return switch_->totals().rule_reloads == 2; }));
+  for (const auto& c : clients) {
+    EXPECT_EQ(authorize(*c), "00");
+  }
+  want = {limits::holds_library().library, library_of(100)};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(holds_libraries(redis()), want);
 }
 
 TEST_F(ServerTest, NetworkManagementIsAnsweredAtOnce) {
