@@ -6,8 +6,10 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 #include <fcntl.h>
 #include <hiredis/read.h>
@@ -47,22 +49,68 @@ std::string_view to_string(ClientErrc e) noexcept {
 namespace {
 constexpr int kCallerOp = -1;  // Slot::script of an operation a caller submitted
 constexpr int kNoAnswer = -2;  // of an internal command whose reply nobody waits for
+
+// The function libraries the pipelines of this process have registered, by name, with how many
+// pipelines hold each: a library is deleted from Redis only when the last one releases it (the
+// shards of a switch share one Redis through a pipeline each). Locked at registration and
+// release only, never per operation.
+struct LibraryUsers {
+  std::mutex mutex;
+  std::unordered_map<std::string, std::size_t> count;
+};
+
+LibraryUsers& library_users() {
+  static LibraryUsers users;
+  return users;
+}
+
+void use_library(const std::string& library) {
+  LibraryUsers& u = library_users();
+  const std::lock_guard lock(u.mutex);
+  ++u.count[library];
+}
+
+// True when no pipeline of the process holds `library` any more.
+bool unuse_library(const std::string& library) noexcept {
+  LibraryUsers& u = library_users();
+  const std::lock_guard lock(u.mutex);
+  const auto it = u.count.find(library);
+  if (it == u.count.end() || --it->second == 0) {
+    if (it != u.count.end()) {
+      u.count.erase(it);
+    }
+    return true;
+  }
+  return false;
+}
+
+bool library_in_use(const std::string& library) noexcept {
+  LibraryUsers& u = library_users();
+  const std::lock_guard lock(u.mutex);
+  return u.count.contains(library);
+}
+
 }  // namespace
 
 struct RedisPipeline::Slot {
   Completion* completion = nullptr;
   Clock::time_point deadline{};
   int script = kCallerOp;  // >= 0: an internal SCRIPT LOAD (FUNCTION LOAD) of scripts_[script]
+  std::uint32_t script_use = 0;  // ... made for that entry's use number `script_use`
   bool abandoned = false;
 };
 
-// A registered script or library; copies of the caller's texts. refs == 0: a free entry.
+// A registered script or library; copies of the caller's texts. refs == 0: free, unless
+// `deleting` (a released library whose FUNCTION DELETE has not been queued yet).
 struct RedisPipeline::Script {
   std::string text;
   std::array<char, kShaHexLen> sha{};  // a script's
   std::string library;                 // a function library's name (what FUNCTION LOAD answers)
   std::string function;                // and the function callers name
   std::size_t refs = 0;
+  bool deleting = false;
+  std::uint32_t use = 0;  // +1 each time the entry is taken: a load reply of an earlier use is not
+                          // this one's
 
   // What loads it, and what Redis answers when that went right.
   [[nodiscard]] std::array<std::string_view, 4> load_args() const noexcept {
@@ -377,6 +425,7 @@ void RedisPipeline::queue_script_loads(Clock::time_point now) noexcept {
       queue_script_load(i, now);
     }
   }
+  queue_deletes(now);
 }
 
 void RedisPipeline::queue_script_load(std::size_t i, Clock::time_point now) noexcept {
@@ -451,6 +500,7 @@ std::optional<ClientErrc> RedisPipeline::enqueue(std::span<const std::string_vie
   s.completion = c;
   s.deadline = deadline;
   s.script = script;
+  s.script_use = script >= 0 ? scripts_[static_cast<std::size_t>(script)].use : 0;
   s.abandoned = false;
   ++tail_;
   return std::nullopt;
@@ -564,8 +614,10 @@ bool RedisPipeline::parse_replies(Clock::time_point now) noexcept {
     ++head_;
     const Reply& reply = *static_cast<const Reply*>(obj);
     if (s.script >= 0) {
-      if (reply.type == Reply::Type::kString &&
-          reply.str == scripts_[static_cast<std::size_t>(s.script)].expected()) {
+      const Script& loaded = scripts_[static_cast<std::size_t>(s.script)];
+      if (loaded.use != s.script_use) {
+        // The entry was released (and perhaps taken again) while this load was in flight.
+      } else if (reply.type == Reply::Type::kString && reply.str == loaded.expected()) {
         ++stats_.script_loads;
       } else {
         ++stats_.script_mismatches;
@@ -617,6 +669,30 @@ void RedisPipeline::on_tick(Clock::time_point now) noexcept {
   }
   if (head_ != tail_ && slots_[head_ & slot_mask_].deadline + options_.stall_timeout <= now) {
     disconnect(now);  // Redis hung: start afresh
+    return;
+  }
+  if (deletes_pending_ > 0) {
+    queue_deletes(now);
+  }
+}
+
+// FUNCTION DELETE of every released library still waiting for it (its release found the
+// connection down or the queue full), unless a pipeline of the process registered it again.
+void RedisPipeline::queue_deletes(Clock::time_point now) noexcept {
+  for (std::size_t i = 0; i < script_count_ && deletes_pending_ > 0; ++i) {
+    Script& s = scripts_[i];
+    if (!s.deleting) {
+      continue;
+    }
+    if (!library_in_use(s.library)) {
+      const std::array<std::string_view, 3> args{"FUNCTION", "DELETE", s.library};
+      if (enqueue(args, {}, nullptr, now + options_.connect_timeout, kNoAnswer)) {
+        return;  // the queue is full: the next tick tries again
+      }
+    }
+    s.deleting = false;
+    s.library.clear();
+    --deletes_pending_;
   }
 }
 
@@ -645,11 +721,19 @@ std::size_t RedisPipeline::register_script(std::string_view text, std::string_vi
                                            std::string_view function) {
   std::size_t free = script_count_;
   for (std::size_t i = 0; i < script_count_; ++i) {
-    if (scripts_[i].refs == 0) {
-      free = std::min(free, i);
-    } else if (scripts_[i].text == text) {
-      ++scripts_[i].refs;
+    Script& s = scripts_[i];
+    if (s.refs > 0 && s.text == text) {
+      ++s.refs;
       return i;
+    }
+    if (s.deleting && !library.empty() && s.library == library) {
+      // Released, its delete not sent yet, and wanted again (a reload back to a rule set).
+      s.deleting = false;
+      --deletes_pending_;
+      s.library.clear();
+      free = std::min(free, i);
+    } else if (s.refs == 0 && !s.deleting) {
+      free = std::min(free, i);
     }
   }
   if (free == kMaxScripts) {
@@ -660,7 +744,11 @@ std::size_t RedisPipeline::register_script(std::string_view text, std::string_vi
   s.sha = internal::sha1_hex(text);
   s.library = library;
   s.function = function;
+  if (!s.library.empty()) {
+    use_library(s.library);
+  }
   s.refs = 1;
+  ++s.use;
   script_count_ = std::max(script_count_, free + 1);
   if (state_ != State::kDisconnected) {
     queue_script_load(free, last_now_);
@@ -677,13 +765,18 @@ void RedisPipeline::release_library(std::string_view function) noexcept {
     if (--s.refs > 0) {
       return;
     }
-    if (state_ != State::kDisconnected) {
-      const std::array<std::string_view, 3> args{"FUNCTION", "DELETE", s.library};
-      (void)enqueue(args, {}, nullptr, last_now_ + options_.connect_timeout, kNoAnswer);
-    }
+    ++s.use;
     s.text.clear();
-    s.library.clear();
     s.function.clear();
+    if (unuse_library(s.library)) {
+      s.deleting = true;  // the library's name stays until its FUNCTION DELETE is queued
+      ++deletes_pending_;
+      if (state_ == State::kConnected) {
+        queue_deletes(last_now_);
+      }
+    } else {
+      s.library.clear();  // another pipeline of the process still calls it
+    }
     return;
   }
 }

@@ -136,7 +136,7 @@ class RedisPipeline {
     std::uint64_t reader_buffer_growths = 0;  // hiredis sds buffer reallocations (malloc)
   };
 
-  static constexpr std::size_t kMaxScripts = 8;
+  static constexpr std::size_t kMaxScripts = 16;
   static constexpr std::size_t kShaHexLen = 40;
 
   // Allocates every buffer; resolves the host. Does not connect: the first on_tick does.
@@ -202,10 +202,11 @@ class RedisPipeline {
   std::string_view load_library(std::string_view text, std::string_view library,
                                 std::string_view function);
   // Drops one reference to the library whose function is `function`; at the last one it is no
-  // longer loaded on connect, and FUNCTION DELETE is queued so Redis does not keep every
-  // version a reload leaves behind. Another client still calling it (another shard, another
-  // switch) gets "ERR Function not found", loads it again and retries once. Unknown names are
-  // ignored.
+  // longer loaded on connect, and once no pipeline of this process holds it (the other shards'),
+  // FUNCTION DELETE is queued (now, or by a later tick or connect if the connection is down or
+  // the queue full), so Redis does not keep every version reloads leave behind. Another switch
+  // still calling it gets "ERR Function not found", loads it again and retries once. Unknown
+  // names are ignored.
   void release_library(std::string_view function) noexcept;
 
  private:
@@ -219,6 +220,7 @@ class RedisPipeline {
   void disconnect(Clock::time_point now) noexcept;
   void queue_script_loads(Clock::time_point now) noexcept;
   void queue_script_load(std::size_t index, Clock::time_point now) noexcept;
+  void queue_deletes(Clock::time_point now) noexcept;
   std::size_t register_script(std::string_view text, std::string_view library,
                               std::string_view function);
   [[nodiscard]] std::optional<ClientErrc> enqueue(std::span<const std::string_view> head,
@@ -256,6 +258,7 @@ class RedisPipeline {
   std::unique_ptr<Script[]> scripts_;
   std::size_t script_count_ = 0;
   std::size_t scripts_pending_ = 0;  // SCRIPT LOADs in flight on this connection
+  std::size_t deletes_pending_ = 0;  // released libraries whose FUNCTION DELETE is not queued
 
   Stats stats_;
 };

@@ -377,8 +377,24 @@ void Processor::adopt_rules(const risk::RuleSet& set) {
   library_ok_ = true;
 }
 
+// adopt_rules, on the message path or the tick: a failure (more libraries than the pipeline
+// holds, or memory) leaves the set marked as tried, and auth and debit are answered by stand-in
+// until the tick's next attempt (once a second), not retried per message.
+void Processor::try_adopt_rules(const risk::RuleSet& set) noexcept {
+  try {
+    adopt_rules(set);
+  } catch (const std::exception&) {
+    policy_generation_ = set.generation();
+    library_ok_ = false;
+    ++stats_.library_failures;
+    adopt_retry_at_ = now_ + std::chrono::seconds(1);
+  }
+}
+
 // The pipeline may be gone already (the recommended order): only the processor's own state is
-// checked.
+// checked, and the holds library adopt_rules registered is not released (a pipeline that
+// outlives its processors keeps the entry, and Redis the library, which the next switch with
+// the same rules calls again).
 Processor::~Processor() { AS_ASSERT(in_use_ == 0); }
 
 // ---------------------------------------------------------------------------------------------
@@ -1021,12 +1037,11 @@ bool Processor::try_submit_script(Slot& s) noexcept {
 
 bool Processor::build_auth_call(Slot& s) noexcept {
   const risk::RuleSet& set = rules_.current();
-  if (set.generation() != policy_generation_ || !library_ok_) {
-    try {
-      adopt_rules(set);
-    } catch (const std::exception&) {  // kMaxScripts, or memory: the call cannot be made
-      return true;                     // try_submit_script sees !library_ok_
-    }
+  if (set.generation() != policy_generation_) {
+    try_adopt_rules(set);
+  }
+  if (!library_ok_) {
+    return true;  // try_submit_script answers by stand-in
   }
   s.rules_generation = set.generation();
   const std::span<const risk::CardOverride> overrides(s.overrides.data(), s.override_count);
@@ -1503,7 +1518,12 @@ void Processor::maybe_free(Slot& s) noexcept {
 
 void Processor::on_tick(Clock::time_point now) noexcept {
   now_ = std::max(now_, now);
-  (void)rules_.current();  // an idle shard still lets old rule sets go
+  // An idle shard still lets old rule sets go, and a network without authorizations still moves
+  // to the current set's holds library, so the one it replaced is released (and deleted).
+  const risk::RuleSet& set = rules_.current();
+  if (set.generation() != policy_generation_ || (!library_ok_ && now_ >= adopt_retry_at_)) {
+    try_adopt_rules(set);
+  }
   if (in_use_ > 0) {
     for (std::size_t i = 0; i < options_.in_flight_max; ++i) {
       if (deadlines_[i] > now) {

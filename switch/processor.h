@@ -198,6 +198,7 @@ class Processor {
     std::uint64_t not_requests = 0;           // kNotARequest returned
     std::uint64_t busy = 0;                   // kBusy returned
     std::uint64_t queue_waits = 0;            // holds calls that waited for room in the Redis queue
+    std::uint64_t library_failures = 0;       // a rule set's holds library could not be registered
     std::uint64_t redis_errors = 0;           // script calls failed (error reply, disconnect, ...)
     std::uint64_t timeouts = 0;               // requests that reached their deadline undecided
     std::uint64_t stand_in_approvals = 0;     // approved by stand-in: to reconcile
@@ -278,6 +279,7 @@ class Processor {
   void retry_waiting() noexcept;
   [[nodiscard]] bool build_auth_call(Slot& s) noexcept;
   void adopt_rules(const risk::RuleSet& set);
+  void try_adopt_rules(const risk::RuleSet& set) noexcept;
 
   // Outcomes.
   void on_op_reply(Slot& s, OpKind k, const limits::Reply& r) noexcept;
@@ -312,6 +314,7 @@ class Processor {
   limits::FunctionLibrary library_;
   std::string_view function_;
   bool library_ok_ = false;  // false: the last rule set's library could not be registered
+  Clock::time_point adopt_retry_at_{};  // when the tick tries again after a failure
   // ISO 8583:1993 dialect (DE 39 n3): responses carry action codes, network management is
   // 1804/1814 by DE 24 (iso8583/action_codes.h). Internally every code is the 1987 one.
   const bool action_codes_;

@@ -63,6 +63,7 @@ enum Event : std::size_t {
   kEvStandInApprovals,
   kEvStandInDeclines,
   kEvRedisQueueWaits,
+  kEvHoldsLibraryFailures,
   kEvProcessorBusy,
   kEvAdvicesUnconfirmed,
   kEvLateRedisReplies,
@@ -98,6 +99,7 @@ constexpr std::array<std::string_view, kEventCount> kEventNames = {"closed_bad_i
                                                                    "stand_in_approvals",
                                                                    "stand_in_declines",
                                                                    "redis_queue_waits",
+                                                                   "holds_library_failures",
                                                                    "processor_busy",
                                                                    "advices_unconfirmed",
                                                                    "late_redis_replies",
@@ -1254,6 +1256,7 @@ void Server::Shard::report_events(ShardMetrics& m) noexcept {
     p.stand_in_approvals += s.stand_in_approvals;
     p.stand_in_declines += s.stand_in_declines;
     p.queue_waits += s.queue_waits;
+    p.library_failures += s.library_failures;
     p.busy += s.busy;
     p.advices_unconfirmed += s.advices_unconfirmed;
     p.late_replies += s.late_replies;
@@ -1266,6 +1269,7 @@ void Server::Shard::report_events(ShardMetrics& m) noexcept {
   m.event_total(kEvStandInApprovals, p.stand_in_approvals);
   m.event_total(kEvStandInDeclines, p.stand_in_declines);
   m.event_total(kEvRedisQueueWaits, p.queue_waits);
+  m.event_total(kEvHoldsLibraryFailures, p.library_failures);
   m.event_total(kEvProcessorBusy, p.busy);
   m.event_total(kEvAdvicesUnconfirmed, p.advices_unconfirmed);
   m.event_total(kEvLateRedisReplies, p.late_replies);

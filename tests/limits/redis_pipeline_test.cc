@@ -22,6 +22,7 @@
 
 #include "limits/holds_script.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/holds_library.h"
 #include "tests/support/pipeline_driver.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/sample_auth.h"
@@ -264,6 +265,70 @@ TEST(RedisPipeline, ALibraryIsDeletedAtItsLastRelease) {
   ASSERT_TRUE(drive(c, [&] { return ok.calls == 1; }));
   EXPECT_TRUE(ok.ok) << ok.str();
   EXPECT_EQ(c.load_library(other.text, other.library, other.function), other.function);
+  ASSERT_TRUE(connect_ready(c));  // registered again: loaded again
+  EXPECT_TRUE(loaded());
+  c.release_library(other.function);
+}
+
+// The shards of a switch share one Redis through a pipeline each: a library one of them releases
+// stays in Redis while another still holds it, and goes with the last release.
+TEST(RedisPipeline, ALibraryHeldByAnotherPipelineOfTheProcessIsNotDeleted) {
+  support::RedisServer& server = support::shared_redis_server();
+  seed_account(server);
+  const FunctionLibrary other = make_holds_library({{{"0", "05", "0", "0"}}});
+  auto ctx = server.connect();
+  const auto loaded = [&] {
+    const auto r = support::redis_command(*ctx, {"FUNCTION", "LIST", "LIBRARYNAME", other.library});
+    return r->elements == 1;
+  };
+  RedisPipeline a(options_for(server));
+  RedisPipeline b(options_for(server));
+  (void)a.load_library(other.text, other.library, other.function);
+  (void)b.load_library(other.text, other.library, other.function);
+  ASSERT_TRUE(connect_ready(a));
+  ASSERT_TRUE(connect_ready(b));
+  a.release_library(other.function);
+  const std::string_view ping[] = {"PING"};
+  Recorder pa;
+  ASSERT_FALSE(a.submit(ping, pa, in(2000ms)));
+  a.flush();
+  ASSERT_TRUE(drive(a, [&] { return pa.calls == 1; }));  // after anything a queued before it
+  EXPECT_TRUE(loaded());
+  AuthCall call(other.function, "pipe-held1", 100);
+  Recorder r;
+  ASSERT_FALSE(b.submit(call.args, r, in(2000ms)));
+  b.flush();
+  ASSERT_TRUE(drive(b, [&] { return r.calls == 1; }));
+  EXPECT_TRUE(r.ok) << r.str();
+  b.release_library(other.function);
+  Recorder pb;
+  ASSERT_FALSE(b.submit(ping, pb, in(2000ms)));
+  b.flush();
+  ASSERT_TRUE(drive(b, [&] { return pb.calls == 1; }));
+  EXPECT_FALSE(loaded());
+}
+
+// A release while the connection is down is not forgotten: the delete goes out on connect.
+TEST(RedisPipeline, ALibraryReleasedWhileDisconnectedIsDeletedOnConnect) {
+  support::RedisServer& server = support::shared_redis_server();
+  const FunctionLibrary other = make_holds_library({{{"0", "61", "0", "0"}}});
+  auto ctx = server.connect();
+  (void)support::load_holds(*ctx, other);
+  const auto loaded = [&] {
+    const auto r = support::redis_command(*ctx, {"FUNCTION", "LIST", "LIBRARYNAME", other.library});
+    return r->elements == 1;
+  };
+  ASSERT_TRUE(loaded());
+  RedisPipeline c(options_for(server));  // not connected until its first tick
+  (void)c.load_library(other.text, other.library, other.function);
+  c.release_library(other.function);
+  ASSERT_TRUE(connect_ready(c));
+  const std::string_view ping[] = {"PING"};
+  Recorder p;
+  ASSERT_FALSE(c.submit(ping, p, in(2000ms)));
+  c.flush();
+  ASSERT_TRUE(drive(c, [&] { return p.calls == 1; }));
+  EXPECT_FALSE(loaded());
 }
 
 // Keeps the parsed decision of each reply (parse_decision), or that it could not be parsed.
