@@ -220,6 +220,22 @@ TEST(RedisPipeline, RegisteringTheSameScriptAgainAddsNothing) {
   EXPECT_NE(c.load_script(other), sha);  // a different text is a new script
 }
 
+// Whether Redis has the function library `name`.
+bool has_library(redisContext& ctx, const std::string& name) {
+  return support::redis_command(ctx, {"FUNCTION", "LIST", "LIBRARYNAME", name})->elements == 1;
+}
+
+// A PING through `c`, answered: everything `c` queued before it has been answered too.
+bool settle(RedisPipeline& c) {
+  const std::string_view ping[] = {"PING"};
+  Recorder r;
+  if (c.submit(ping, r, in(2000ms))) {
+    return false;
+  }
+  c.flush();
+  return drive(c, [&] { return r.calls == 1; });
+}
+
 // A library registered twice is released twice before Redis is told to delete it; after that it
 // is not loaded again on a reconnect, and an unknown name is ignored.
 TEST(RedisPipeline, ALibraryIsDeletedAtItsLastRelease) {
@@ -227,10 +243,6 @@ TEST(RedisPipeline, ALibraryIsDeletedAtItsLastRelease) {
   seed_account(server);
   const FunctionLibrary other = make_holds_library({{{"0", "59", "0", "0"}}});
   auto ctx = server.connect();
-  const auto loaded = [&] {
-    const auto r = support::redis_command(*ctx, {"FUNCTION", "LIST", "LIBRARYNAME", other.library});
-    return r->elements == 1;
-  };
   RedisPipeline c(options_for(server));
   const std::string function(c.load_library(other.text, other.library, other.function));
   EXPECT_EQ(function, other.function);
@@ -238,7 +250,7 @@ TEST(RedisPipeline, ALibraryIsDeletedAtItsLastRelease) {
   (void)register_holds(c);
   ASSERT_TRUE(connect_ready(c));
   EXPECT_EQ(c.stats().script_loads, 2U);
-  ASSERT_TRUE(loaded());
+  ASSERT_TRUE(has_library(*ctx, other.library));
   c.release_library(function);
   c.release_library("holds_0000000000000000");  // not registered: nothing
   AuthCall call(function, "pipe-rel1", 100);
@@ -247,7 +259,7 @@ TEST(RedisPipeline, ALibraryIsDeletedAtItsLastRelease) {
   c.flush();
   ASSERT_TRUE(drive(c, [&] { return r.calls == 1; }));
   EXPECT_TRUE(r.ok) << r.str();  // one reference left: still there
-  EXPECT_TRUE(loaded());
+  EXPECT_TRUE(has_library(*ctx, other.library));
   c.release_library(function);
   Recorder after;
   AuthCall again(function, "pipe-rel2", 100);
@@ -256,7 +268,7 @@ TEST(RedisPipeline, ALibraryIsDeletedAtItsLastRelease) {
   ASSERT_TRUE(drive(c, [&] { return after.calls == 1; }));
   EXPECT_EQ(after.errc, ClientErrc::kServerError);  // deleted, and not loaded again
   EXPECT_EQ(after.str().substr(0, 22), "ERR Function not found") << after.str();
-  EXPECT_FALSE(loaded());
+  EXPECT_FALSE(has_library(*ctx, other.library));
   // The holds library is still registered and works; the freed entry is reused.
   AuthCall base(holds_library().function, "pipe-rel3", 100);
   Recorder ok;
@@ -266,7 +278,7 @@ TEST(RedisPipeline, ALibraryIsDeletedAtItsLastRelease) {
   EXPECT_TRUE(ok.ok) << ok.str();
   EXPECT_EQ(c.load_library(other.text, other.library, other.function), other.function);
   ASSERT_TRUE(connect_ready(c));  // registered again: loaded again
-  EXPECT_TRUE(loaded());
+  EXPECT_TRUE(has_library(*ctx, other.library));
   c.release_library(other.function);
 }
 
@@ -277,10 +289,6 @@ TEST(RedisPipeline, ALibraryHeldByAnotherPipelineOfTheProcessIsNotDeleted) {
   seed_account(server);
   const FunctionLibrary other = make_holds_library({{{"0", "05", "0", "0"}}});
   auto ctx = server.connect();
-  const auto loaded = [&] {
-    const auto r = support::redis_command(*ctx, {"FUNCTION", "LIST", "LIBRARYNAME", other.library});
-    return r->elements == 1;
-  };
   RedisPipeline a(options_for(server));
   RedisPipeline b(options_for(server));
   (void)a.load_library(other.text, other.library, other.function);
@@ -288,12 +296,8 @@ TEST(RedisPipeline, ALibraryHeldByAnotherPipelineOfTheProcessIsNotDeleted) {
   ASSERT_TRUE(connect_ready(a));
   ASSERT_TRUE(connect_ready(b));
   a.release_library(other.function);
-  const std::string_view ping[] = {"PING"};
-  Recorder pa;
-  ASSERT_FALSE(a.submit(ping, pa, in(2000ms)));
-  a.flush();
-  ASSERT_TRUE(drive(a, [&] { return pa.calls == 1; }));  // after anything a queued before it
-  EXPECT_TRUE(loaded());
+  ASSERT_TRUE(settle(a));
+  EXPECT_TRUE(has_library(*ctx, other.library));
   AuthCall call(other.function, "pipe-held1", 100);
   Recorder r;
   ASSERT_FALSE(b.submit(call.args, r, in(2000ms)));
@@ -301,11 +305,8 @@ TEST(RedisPipeline, ALibraryHeldByAnotherPipelineOfTheProcessIsNotDeleted) {
   ASSERT_TRUE(drive(b, [&] { return r.calls == 1; }));
   EXPECT_TRUE(r.ok) << r.str();
   b.release_library(other.function);
-  Recorder pb;
-  ASSERT_FALSE(b.submit(ping, pb, in(2000ms)));
-  b.flush();
-  ASSERT_TRUE(drive(b, [&] { return pb.calls == 1; }));
-  EXPECT_FALSE(loaded());
+  ASSERT_TRUE(settle(b));
+  EXPECT_FALSE(has_library(*ctx, other.library));
 }
 
 // A release while the connection is down is not forgotten: the delete goes out on connect.
@@ -314,21 +315,13 @@ TEST(RedisPipeline, ALibraryReleasedWhileDisconnectedIsDeletedOnConnect) {
   const FunctionLibrary other = make_holds_library({{{"0", "61", "0", "0"}}});
   auto ctx = server.connect();
   (void)support::load_holds(*ctx, other);
-  const auto loaded = [&] {
-    const auto r = support::redis_command(*ctx, {"FUNCTION", "LIST", "LIBRARYNAME", other.library});
-    return r->elements == 1;
-  };
-  ASSERT_TRUE(loaded());
+  ASSERT_TRUE(has_library(*ctx, other.library));
   RedisPipeline c(options_for(server));  // not connected until its first tick
   (void)c.load_library(other.text, other.library, other.function);
   c.release_library(other.function);
   ASSERT_TRUE(connect_ready(c));
-  const std::string_view ping[] = {"PING"};
-  Recorder p;
-  ASSERT_FALSE(c.submit(ping, p, in(2000ms)));
-  c.flush();
-  ASSERT_TRUE(drive(c, [&] { return p.calls == 1; }));
-  EXPECT_FALSE(loaded());
+  ASSERT_TRUE(settle(c));
+  EXPECT_FALSE(has_library(*ctx, other.library));
 }
 
 // Keeps the parsed decision of each reply (parse_decision), or that it could not be parsed.
