@@ -519,6 +519,10 @@ Server::Session::Session(Server::Shard& shard, std::size_t network, tcp::socket 
   }
   if (tls != nullptr) {
     tls_ = std::make_unique<ssl::stream<tcp::socket>>(std::move(plain_), *tls);
+    // Asio turns on SSL_MODE_RELEASE_BUFFERS, so OpenSSL frees a connection's record buffers
+    // whenever they drain and mallocs them again for the next record: allocations per message.
+    // A card network's link is never idle for long; keep the buffers (~34 KB per connection).
+    SSL_clear_mode(tls_->native_handle(), SSL_MODE_RELEASE_BUFFERS);
   }
   conn_.sign_on_required = net().sign_on_required;
   conn_.peer_signs_on = !dial_;
