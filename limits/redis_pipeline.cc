@@ -343,6 +343,13 @@ RedisPipeline::RedisPipeline(Options options) : options_(std::move(options)) {
 }
 
 RedisPipeline::~RedisPipeline() {
+  // What this pipeline holds no longer counts for the process (nothing is deleted from Redis:
+  // a switch stopping leaves its libraries to the next one with the same rules).
+  for (std::size_t i = 0; i < script_count_; ++i) {
+    if (scripts_[i].refs > 0 && !scripts_[i].library.empty()) {
+      (void)unuse_library(scripts_[i].library);
+    }
+  }
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;

@@ -309,6 +309,26 @@ TEST(RedisPipeline, ALibraryHeldByAnotherPipelineOfTheProcessIsNotDeleted) {
   EXPECT_FALSE(has_library(*ctx, other.library));
 }
 
+// A pipeline destroyed while holding a library (a stopped server in a longer-lived process) no
+// longer counts as its user: a later pipeline's last release deletes it.
+TEST(RedisPipeline, ADestroyedPipelineNoLongerHoldsItsLibraries) {
+  support::RedisServer& server = support::shared_redis_server();
+  const FunctionLibrary other = make_holds_library({{{"0", "62", "0", "0"}}});
+  auto ctx = server.connect();
+  {
+    RedisPipeline gone(options_for(server));
+    (void)gone.load_library(other.text, other.library, other.function);
+    ASSERT_TRUE(connect_ready(gone));
+  }
+  EXPECT_TRUE(has_library(*ctx, other.library));  // a stopping switch deletes nothing
+  RedisPipeline c(options_for(server));
+  (void)c.load_library(other.text, other.library, other.function);
+  ASSERT_TRUE(connect_ready(c));
+  c.release_library(other.function);
+  ASSERT_TRUE(settle(c));
+  EXPECT_FALSE(has_library(*ctx, other.library));
+}
+
 // A release while the connection is down is not forgotten: the delete goes out on connect.
 TEST(RedisPipeline, ALibraryReleasedWhileDisconnectedIsDeletedOnConnect) {
   support::RedisServer& server = support::shared_redis_server();
