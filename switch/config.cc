@@ -18,6 +18,7 @@
 #include <toml++/toml.h>
 
 #include "base/assert.h"
+#include "base/cpu_affinity.h"
 #include "iso8583/dialect_loader.h"
 
 namespace authswitch::switching {
@@ -281,6 +282,34 @@ class Section {
     return v;
   }
 
+  // An array of integers, each in min..max (`noun` names one in messages: "CPU" gives
+  // "expected a CPU number" and "CPU 1024 is out of range").
+  std::optional<std::vector<std::int64_t>> integers(std::string_view key, std::int64_t min,
+                                                    std::int64_t max, std::string_view noun) {
+    const toml::node* n = get(key, toml::node_type::array, "an array");
+    if (n == nullptr) {
+      return std::nullopt;
+    }
+    std::vector<std::int64_t> out;
+    for (const toml::node& e : *n->as_array()) {
+      if (e.type() != toml::node_type::integer) {
+        p_.add(&e, path(key),
+               "expected a " + std::string(noun) + " number, got " +
+                   std::string(type_phrase(e.type())));
+        return std::nullopt;
+      }
+      const std::int64_t v = e.as_integer()->get();
+      if (v < min || v > max) {
+        p_.add(&e, path(key),
+               std::string(noun) + " " + std::to_string(v) + " is out of range (" +
+                   std::to_string(min) + ".." + std::to_string(max) + ")");
+        return std::nullopt;
+      }
+      out.push_back(v);
+    }
+    return out;
+  }
+
   void duration(std::string_view key, const DurationRange& range, milliseconds& out) {
     const toml::node* n = get(key, toml::node_type::string, "a duration text such as \"150ms\"");
     if (n != nullptr) {
@@ -409,6 +438,16 @@ void read_instance(Section& root, Problems& p, InstanceConfig& out) {
   Section s = section(root, p, "switch");
   if (auto v = s.integer("shards", 0, kShardsMax)) {
     out.shards = static_cast<std::uint32_t>(*v);
+  }
+  if (auto v = s.integers("cpus", 0, kCpuMax, "CPU")) {
+    out.cpus.clear();
+    for (const std::int64_t cpu : *v) {
+      if (std::find(out.cpus.begin(), out.cpus.end(), cpu) != out.cpus.end()) {
+        s.bad("cpus", "CPU " + std::to_string(cpu) + " is listed twice");
+        return;
+      }
+      out.cpus.push_back(static_cast<std::uint32_t>(cpu));
+    }
   }
   if (auto v = s.text("name")) {
     if (valid_name(*v)) {
@@ -911,6 +950,17 @@ void require_network(const SwitchConfig& config) {
   }
 }
 
+std::string check_cpus(const SwitchConfig& config) {
+  const std::vector<std::uint32_t> allowed = base::allowed_cpus();
+  for (const std::uint32_t cpu : config.instance.cpus) {
+    if (std::find(allowed.begin(), allowed.end(), cpu) == allowed.end()) {
+      return "switch.cpus: CPU " + std::to_string(cpu) +
+             " is not available to this process (allowed: " + base::cpu_list_text(allowed) + ")";
+    }
+  }
+  return {};
+}
+
 std::uint32_t effective_shards(const SwitchConfig& config) noexcept {
   if (config.instance.shards != 0) {
     return config.instance.shards;
@@ -925,6 +975,11 @@ std::string describe(const SwitchConfig& config) {
   o << "# authswitch effective configuration (file defaults and overrides applied)\n"
     << "[switch]\n"
     << "shards = " << c.instance.shards << "  # 0: one per core (" << effective_shards(c) << ")\n"
+    << "cpus = [";
+  for (std::size_t i = 0; i < c.instance.cpus.size(); ++i) {
+    o << (i == 0 ? "" : ", ") << c.instance.cpus[i];
+  }
+  o << "]  # shard i on cpus[i % size]; []: not pinned\n"
     << "name = " << quote(c.instance.name) << '\n'
     << "\n[redis]\n"
     << "address = " << quote(c.redis.address.text()) << '\n'

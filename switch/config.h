@@ -54,6 +54,7 @@ class ConfigError : public std::runtime_error {
 
 // Limits on what a configuration may ask for (STYLE.md: a limit on everything).
 inline constexpr std::uint32_t kShardsMax = 256;
+inline constexpr std::uint32_t kCpuMax = 1023;  // CPU_SETSIZE - 1
 inline constexpr std::size_t kNetworksMax = 64;
 inline constexpr std::size_t kNameBytesMax = 64;  // network and instance names
 inline constexpr std::uint32_t kInFlightMax = 65'536;
@@ -80,6 +81,7 @@ struct HostPort {
 // [switch]
 struct InstanceConfig {
   std::uint32_t shards = 0;         // I/O threads; 0: one per core (see effective_shards)
+  std::vector<std::uint32_t> cpus;  // shard i runs on cpus[i % size]; empty: not pinned
   std::string name = "authswitch";  // instance name in logs and metrics; [a-z0-9_-]
 };
 
@@ -229,6 +231,11 @@ void apply_overrides(SwitchConfig& config, const CliOverrides& overrides);
 // Throws ConfigError unless the configuration has at least one network: the check the server
 // makes after the overrides (an empty file is valid for everything else, e.g. --print-config).
 void require_network(const SwitchConfig& config);
+
+// Empty when every CPU of config.instance.cpus is one this process may run on (its affinity,
+// e.g. as taskset set it); otherwise "switch.cpus: CPU 5 is not available to this process
+// (allowed: 0-1)". Server checks it before starting a thread.
+[[nodiscard]] std::string check_cpus(const SwitchConfig& config);
 
 // Shards to start: config.instance.shards, or one per core when it is 0.
 [[nodiscard]] std::uint32_t effective_shards(const SwitchConfig& config) noexcept;

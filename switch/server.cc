@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "base/assert.h"
+#include "base/cpu_affinity.h"
 #include "base/thread_name.h"
 #include "iso8583/framing.h"
 #include "limits/card_directory.h"
@@ -1049,6 +1050,14 @@ void Server::Shard::start_thread() {
   });
   thread_ = std::thread([this] {
     base::set_thread_name("as-shard-" + std::to_string(index_));
+    const std::vector<std::uint32_t>& cpus = server_.config.instance.cpus;
+    if (!cpus.empty()) {
+      const std::uint32_t cpu = cpus[index_ % cpus.size()];
+      if (!base::pin_this_thread(cpu)) {  // check_cpus passed: the CPU went offline since
+        log_event(LogLevel::kError, "shard_not_pinned", "", "cannot pin to a CPU",
+                  {{"shard", std::to_string(index_)}, {"cpu", std::to_string(cpu)}});
+      }
+    }
     io_.run();
   });
 }
@@ -1544,6 +1553,9 @@ Server::Impl::Impl(const SwitchConfig& cfg, std::unique_ptr<const risk::RuleSet>
       rules(std::move(rule_set)),
       token_key(key),
       live(std::make_unique<std::atomic<std::uint32_t>[]>(cfg.networks.size())) {
+  if (std::string why = check_cpus(config); !why.empty()) {
+    throw std::runtime_error(why);
+  }
   if (!config.audit.path.empty()) {
     Journal::Options j;
     j.path = config.audit.path;

@@ -51,3 +51,22 @@ as_redis_stop() {
   fi
   AS_REDIS_PID=""
 }
+
+# The "pinned" placement of the benchmarks: Redis (each of its threads) on CPU 0, everything
+# else on the other CPUs, so Redis never waits behind the switch or the load client for its
+# core (on 2 vCPUs that wait, and the wake-ups across cores it causes, make the p99 tail).
+#   as_pinned_redis_args   the redis-server options that keep Redis on CPU 0
+#   as_other_cpus          the other CPUs as taskset writes them ("1", "1-3"); fails on 1 CPU
+as_pinned_redis_args() {
+  echo --server_cpulist 0 --bio_cpulist 0 --aof_rewrite_cpulist 0 --bgsave_cpulist 0
+}
+
+as_other_cpus() {
+  local n
+  n="$(nproc)"
+  if ((n < 2)); then
+    echo "error: the pinned placement needs 2 CPUs, this process has ${n}" >&2
+    return 1
+  fi
+  if ((n == 2)); then echo 1; else echo "1-$((n - 1))"; fi
+}

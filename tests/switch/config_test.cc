@@ -210,6 +210,7 @@ TEST(Config, EveryKeyIsRead) {
   const std::string text = R"(
 [switch]
 shards = 4
+cpus = [1, 0]
 name = "sw-1"
 [redis]
 address = "[::1]:6380"
@@ -254,6 +255,7 @@ tls = { enabled = true, verify_peer = false, server_name = "b.example" }
   const SwitchConfig c = load_config(text, kSource);
   EXPECT_EQ(c.instance.shards, 4U);
   EXPECT_EQ(effective_shards(c), 4U);
+  EXPECT_EQ(c.instance.cpus, (std::vector<std::uint32_t>{1, 0}));
   EXPECT_EQ(c.instance.name, "sw-1");
   EXPECT_EQ(c.redis.address.host, "::1");
   EXPECT_EQ(c.redis.address.text(), "[::1]:6380");
@@ -324,6 +326,14 @@ TEST(Config, EachMistakeHasItsMessage) {
        "authswitch.toml:1: redis: expected a table, got a string"},
       {"out of range", "[switch]\nshards = 1000\n",
        "authswitch.toml:2: switch.shards: 1000 is out of range (0..256)"},
+      {"cpus not an array", "[switch]\ncpus = 1\n",
+       "authswitch.toml:2: switch.cpus: expected an array, got an integer"},
+      {"a cpu not a number", "[switch]\ncpus = [1, \"2\"]\n",
+       "authswitch.toml:2: switch.cpus: expected a CPU number, got a string"},
+      {"a cpu out of range", "[switch]\ncpus = [\n  1,\n  1024,\n]\n",
+       "authswitch.toml:4: switch.cpus: CPU 1024 is out of range (0..1023)"},
+      {"a cpu twice", "[switch]\ncpus = [0, 1, 0]\n",
+       "authswitch.toml:2: switch.cpus: CPU 0 is listed twice"},
       {"bad name", "[switch]\nname = \"Big Switch\"\n",
        "authswitch.toml:2: switch.name: \"Big Switch\" is not a name (1..64 characters of a-z "
        "0-9 _ -)"},

@@ -19,9 +19,11 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/cpu_affinity.h"
 #include "iso8583/dialect_loader.h"
 #include "iso8583/message.h"
 #include "limits/holds_script.h"
@@ -520,6 +522,73 @@ TEST_F(ServerTest, StartedStoppedAndDestroyedAgainAndAgainIsClean) {
     const Server::Totals totals = s->totals();
     EXPECT_EQ(totals.requests, totals.responses);
     s.reset();
+  }
+}
+
+// The CPUs each thread named `name` may run on, from /proc/self/task (one entry per thread).
+std::vector<std::vector<std::uint32_t>> cpus_of_threads(const std::string& name) {
+  std::vector<std::vector<std::uint32_t>> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    if (comm != name) {
+      continue;
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    const pid_t tid = std::stoi(task.path().filename().string());
+    EXPECT_EQ(sched_getaffinity(tid, sizeof set, &set), 0);
+    std::vector<std::uint32_t> cpus;
+    for (std::uint32_t cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) {
+        cpus.push_back(cpu);
+      }
+    }
+    out.push_back(std::move(cpus));
+  }
+  return out;
+}
+
+// [switch] cpus: shard i runs on cpus[i % size] (the last allowed CPU first, so that shard 0
+// is not where an unpinned thread would start) and serves as before; a CPU this process may
+// not use is refused before anything starts, naming the CPUs it may use.
+TEST_F(ServerTest, ShardsRunOnTheirConfiguredCpus) {
+  stop();
+  switch_.reset();
+  const std::vector<std::uint32_t> allowed = base::allowed_cpus();
+  ASSERT_FALSE(allowed.empty());
+  SwitchConfig config = config_;
+  config.instance.cpus = {allowed.back(), allowed.front()};
+  if (allowed.size() == 1) {
+    config.instance.cpus.pop_back();
+  }
+  start_server(config);
+  const TestClient c(port_);
+  Txn txn;
+  txn.stan = "610001";
+  EXPECT_TRUE(c.send(txn));
+  EXPECT_EQ(decode_answer(c.receive()).de39, "00");
+  for (std::uint32_t shard = 0; shard < 2; ++shard) {
+    const auto threads = cpus_of_threads("as-shard-" + std::to_string(shard));
+    ASSERT_EQ(threads.size(), 1U) << "shard " << shard;
+    EXPECT_EQ(
+        threads[0],
+        (std::vector<std::uint32_t>{config.instance.cpus[shard % config.instance.cpus.size()]}))
+        << "shard " << shard;
+  }
+  stop();
+  switch_.reset();
+
+  config.instance.cpus = {kCpuMax};
+  ASSERT_NE(allowed.back(), kCpuMax) << "a machine with 1024 CPUs: pick another absent one";
+  try {
+    Server refused(config, risk::compile_rules(kRules, "rules.toml"), key_);
+    ADD_FAILURE() << "a server pinned to CPU " << kCpuMax << " was made";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "switch.cpus: CPU 1023 is not available to this process "
+              "(allowed: " +
+                  base::cpu_list_text(allowed) + ")");
   }
 }
 
