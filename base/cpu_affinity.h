@@ -11,12 +11,13 @@
 
 namespace authswitch::base {
 
-// The CPUs the calling thread may run on (its affinity mask, e.g. as set by taskset), in order.
-[[nodiscard]] inline std::vector<std::uint32_t> allowed_cpus() {
+// The CPUs thread `tid` (0: the calling thread) may run on (its affinity mask, e.g. as set by
+// taskset), in order; empty when it cannot be read.
+[[nodiscard]] inline std::vector<std::uint32_t> allowed_cpus(pid_t tid = 0) {
   cpu_set_t set;
   CPU_ZERO(&set);
   std::vector<std::uint32_t> out;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) {
+  if (sched_getaffinity(tid, sizeof set, &set) != 0) {
     return out;
   }
   for (std::uint32_t cpu = 0; cpu < CPU_SETSIZE; ++cpu) {

@@ -56,7 +56,8 @@ as_redis_stop() {
 # else on the other CPUs, so Redis never waits behind the switch or the load client for its
 # core (on 2 vCPUs that wait, and the wake-ups across cores it causes, make the p99 tail).
 #   as_pinned_redis_args   the redis-server options that keep Redis on CPU 0
-#   as_other_cpus          the other CPUs as taskset writes them ("1", "1-3"); fails on 1 CPU
+#   as_other_cpus          the other CPUs, comma-separated ("1", "1,2,3"): a taskset list and
+#                          the body of [switch] cpus; fails on 1 CPU
 as_pinned_redis_args() {
   echo --server_cpulist 0 --bio_cpulist 0 --aof_rewrite_cpulist 0 --bgsave_cpulist 0
 }
@@ -68,5 +69,5 @@ as_other_cpus() {
     echo "error: the pinned placement needs 2 CPUs, this process has ${n}" >&2
     return 1
   fi
-  if ((n == 2)); then echo 1; else echo "1-$((n - 1))"; fi
+  seq -s, 1 $((n - 1))
 }

@@ -19,7 +19,6 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -534,17 +533,7 @@ std::vector<std::vector<std::uint32_t>> cpus_of_threads(const std::string& name)
     if (comm != name) {
       continue;
     }
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    const pid_t tid = std::stoi(task.path().filename().string());
-    EXPECT_EQ(sched_getaffinity(tid, sizeof set, &set), 0);
-    std::vector<std::uint32_t> cpus;
-    for (std::uint32_t cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-      if (CPU_ISSET(cpu, &set)) {
-        cpus.push_back(cpu);
-      }
-    }
-    out.push_back(std::move(cpus));
+    out.push_back(base::allowed_cpus(std::stoi(task.path().filename().string())));
   }
   return out;
 }
