@@ -84,6 +84,10 @@ void AuditRecord::set_reasons(std::string_view text) noexcept {
   reasons_len = copy_cut(reasons, text);
 }
 
+void AuditRecord::set_rules_version(std::string_view version) noexcept {
+  rules_version_len = copy_cut(rules_version, version);
+}
+
 void append_json_line(std::string& out, const AuditRecord& r,
                       std::span<const std::string> networks) {
   using journal_json::put_number;
@@ -103,6 +107,12 @@ void append_json_line(std::string& out, const AuditRecord& r,
   put_string(out, std::string_view(r.code.data(), r.code.size()));
   out += R"(,"reasons":)";
   put_string(out, std::string_view(r.reasons.data(), r.reasons_len));
+  if (r.rules_generation != 0) {
+    out += R"(,"rules":)";
+    put_string(out, std::string_view(r.rules_version.data(), r.rules_version_len));
+    out += R"(,"rules_generation":)";
+    put_number(out, static_cast<std::int64_t>(r.rules_generation));
+  }
   out += R"(,"latency_us":)";
   put_number(out, r.latency_us);
   out += "}\n";

@@ -53,10 +53,18 @@ struct AuditRecord {
   std::array<char, 19> masked_pan{};  // "476173******0119"; never the clear PAN
   std::uint8_t reasons_len = 0;
   std::array<char, 96> reasons{};  // rule ids or the script's reason, ';'-separated
+  // The rule set that decided: its file's `version` text and its generation in this process
+  // (risk::RuleSet::generation; 0: no rules ran, e.g. a reversal). The version is empty when the
+  // set was replaced before the answer (a reload in between), and so are the rule ids.
+  std::uint8_t rules_version_len = 0;
+  std::array<char, 40> rules_version{};
+  std::uint64_t rules_generation = 0;
 
-  // Copies `pan_masked` (already masked by limits::mask_pan) and `reasons`, cutting them to size.
+  // Copy `pan_masked` (already masked by limits::mask_pan), `reasons` and `version`, cut to
+  // size.
   void set_masked_pan(std::string_view pan_masked) noexcept;
   void set_reasons(std::string_view text) noexcept;
+  void set_rules_version(std::string_view version) noexcept;
 };
 
 // The audit journal's line for `r`.

@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
     sw::require_network(config);
     sw::configure_log(config.instance.name, config.log.level);
     auto rules = authswitch::risk::load_rules(config.rules.file);
+    // The audit journal names each decision's set by version and generation; this line and
+    // rules_reloaded tie them together.
+    sw::log_event(sw::LogLevel::kInfo, "rules_loaded", "", std::string(rules->version()),
+                  {{"generation", std::to_string(rules->generation())}});
     const authswitch::limits::TokenKey key =
         config.keys.pan_token_key_file.empty()
             ? authswitch::limits::load_token_key_from_env()

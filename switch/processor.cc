@@ -1476,11 +1476,23 @@ void Processor::audit(const Slot& s, std::string_view code) noexcept {
   }
   std::array<char, 96> reasons{};
   std::size_t len = 0;
-  if (s.risk.fired_count > 0) {
+  // The set that decided names the rules; a reload before the answer has replaced it (the
+  // reader holds one set at a time), and then neither its version nor its rule ids are known
+  // here: the generation still says which set it was.
+  r.rules_generation = s.rules_generation;
+  const risk::RuleSet* decided = nullptr;
+  if (s.rules_generation != 0) {
     const risk::RuleSet& set = rules_.current();
+    if (set.generation() == s.rules_generation) {
+      decided = &set;
+      r.set_rules_version(set.version());
+    }
+  }
+  if (decided != nullptr && s.risk.fired_count > 0) {
+    const risk::RuleSet& set = *decided;
     for (const risk::FiredRule& f : s.risk.fired_rules()) {
       if (f.rule >= set.rules().size()) {
-        continue;  // decided by an older set
+        continue;
       }
       const std::string_view id = set.rules()[f.rule].id;
       // Shadow rules are reported too (they never changed the outcome), marked as such.

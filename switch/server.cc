@@ -1677,10 +1677,12 @@ void Server::Impl::wait_hangup(asio::signal_set& hangups) {
 void Server::Impl::do_reload() noexcept {
   try {
     auto next = risk::load_rules(config.rules.file);
+    // The audit journal names a decision's set by version and generation: the log ties them.
     const std::string version(next->version());
+    const std::string generation = std::to_string(next->generation());
     rules.publish(std::move(next));
     reloads.fetch_add(1, std::memory_order_relaxed);
-    log_event(LogLevel::kInfo, "rules_reloaded", "", version);
+    log_event(LogLevel::kInfo, "rules_reloaded", "", version, {{"generation", generation}});
   } catch (const std::exception& e) {
     reload_failures.fetch_add(1, std::memory_order_relaxed);
     // The error names file, line and rule; it holds no card data (escaped by the logger).

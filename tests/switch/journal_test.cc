@@ -38,6 +38,8 @@ class JournalTest : public ::testing::Test {
     r.code = {'5', '1'};
     r.set_masked_pan("476173******0119");
     r.set_reasons("available;cnp-large");
+    r.set_rules_version("2026-11-24.1");
+    r.rules_generation = 3;
     return r;
   }
   static std::vector<std::string> lines(const fs::path& p) {
@@ -84,10 +86,28 @@ TEST_F(JournalTest, RecordsFromSeveralThreadsBecomeJsonLines) {
   EXPECT_EQ(first["currency"], 840);
   EXPECT_EQ(first["reasons"], "available;cnp-large");
   EXPECT_EQ(first["latency_us"], 250);
+  EXPECT_EQ(first["rules"], "2026-11-24.1");
+  EXPECT_EQ(first["rules_generation"], 3);
   EXPECT_EQ(first["time"].get<std::string>().substr(0, 20), "2026-11-24T15:30:00.");
   for (const std::string& l : all) {
     ASSERT_TRUE(nlohmann::json::accept(l)) << l;
   }
+}
+
+TEST_F(JournalTest, ALineWithoutRulesHasNoRuleSet) {
+  AuditRecord r = record(0);
+  r.rules_generation = 0;  // no rules ran (a reversal, an advice)
+  std::string line;
+  append_json_line(line, r, std::vector<std::string>{"acq"});
+  const nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_FALSE(j.contains("rules")) << line;
+  EXPECT_FALSE(j.contains("rules_generation")) << line;
+  // A version longer than the record keeps is cut, never overruns.
+  r = record(0);
+  r.set_rules_version(std::string(100, 'v'));
+  line.clear();
+  append_json_line(line, r, std::vector<std::string>{"acq"});
+  EXPECT_EQ(nlohmann::json::parse(line)["rules"], std::string(r.rules_version.size(), 'v'));
 }
 
 TEST_F(JournalTest, AFullQueueDropsAndCounts) {

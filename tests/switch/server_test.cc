@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <nlohmann/json.hpp>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -227,6 +228,23 @@ TEST_F(ServerTest, RulesReloadWholeAndABadFileChangesNothing) {
   EXPECT_TRUE(c.send(gambling));
   EXPECT_EQ(decode_answer(c.receive()).de39, "00");
   EXPECT_EQ(switch_->totals().rule_reloads, 2U);
+  // Each audit line names the set that decided it: version and generation.
+  stop();
+  switch_.reset();  // the journal is written out
+  std::ifstream audit(audit_path_);
+  std::vector<nlohmann::json> lines;
+  for (std::string l; std::getline(audit, l);) {
+    lines.push_back(nlohmann::json::parse(l));
+  }
+  ASSERT_EQ(lines.size(), 3U);
+  EXPECT_EQ(lines[0]["rules"], "t1");
+  EXPECT_EQ(lines[0]["reasons"], "gambling");
+  EXPECT_EQ(lines[1]["rules"], "t2");
+  EXPECT_EQ(lines[2]["rules"], "t2");
+  EXPECT_GT(lines[1]["rules_generation"].get<std::uint64_t>(),
+            lines[0]["rules_generation"].get<std::uint64_t>());
+  EXPECT_GT(lines[2]["rules_generation"].get<std::uint64_t>(),
+            lines[1]["rules_generation"].get<std::uint64_t>());  // the second reload: a new set
 }
 
 // The names of the holds libraries Redis has (FUNCTION LIST), sorted.
