@@ -38,6 +38,7 @@
 #include "bench/limits/shipped_velocity.h"
 #include "limits/holds_script.h"
 #include "simulators/stats/histogram.h"
+#include "tests/support/sample_auth.h"
 
 namespace {
 
@@ -166,16 +167,6 @@ class Driver {
       conns_.push_back(Connection{connect(o.port), {}});
       non_blocking(*conns_.back().ctx);
     }
-    request_.amount_minor = 100;
-    request_.currency = "840";
-    request_.channel = "pos";
-    request_.mcc = "5411";
-    request_.day = "20231114";
-    request_.month = "202311";
-    request_.current_yymm = "2311";
-    request_.hold_ttl_ms = 604'800'000;
-    request_.limits = {1'000'000, 900'000'000'000'000, 1'000'000'000, 900'000'000'000'000,
-                       1'000'000'000};
   }
 
   // Runs `calls` calls at the rate from now; records latencies only when `h` is given.
@@ -284,7 +275,9 @@ class Driver {
   std::string function_;
   std::vector<std::string_view> velocity_;
   std::vector<Connection> conns_;
-  limits::AuthRequest request_;
+  // A 1.00 USD grocery purchase (the floor's and the shipped velocity's), limits never reached.
+  limits::AuthRequest request_ = authswitch::support::sample_auth(
+      "", 100, {1'000'000, 900'000'000'000'000, 1'000'000'000, 900'000'000'000'000, 1'000'000'000});
   limits::HoldsCall call_;
   std::vector<std::string_view> args_;
   std::string id_, token_, txn_;
