@@ -1154,11 +1154,21 @@ void Processor::on_op_error(Slot& s, OpKind k, limits::ClientErrc e, bool noscri
   maybe_free(s);
 }
 
+// The set that decided `s` (its rule numbers are that set's), or null: no rules ran, or a
+// reload has replaced it since (the reader holds one set at a time; the generation in the slot
+// still says which set it was).
+const risk::RuleSet* Processor::decided_by(const Slot& s) noexcept {
+  if (s.rules_generation == 0) {
+    return nullptr;
+  }
+  const risk::RuleSet& set = rules_.current();
+  return set.generation() == s.rules_generation ? &set : nullptr;
+}
+
 void Processor::on_decision(Slot& s, const limits::Decision& d) noexcept {
   if (s.kind == Kind::kAuth || s.kind == Kind::kDebit) {
-    const risk::RuleSet& set = rules_.current();
-    if (set.generation() == s.rules_generation) {  // rule numbers are those of that set
-      set.add_fired_velocity(d.fired_text(), s.risk);
+    if (const risk::RuleSet* set = decided_by(s)) {
+      set->add_fired_velocity(d.fired_text(), s.risk);
     }
   }
   const std::string_view code = code_of(d);
@@ -1476,25 +1486,15 @@ void Processor::audit(const Slot& s, std::string_view code) noexcept {
   }
   std::array<char, 96> reasons{};
   std::size_t len = 0;
-  // The set that decided names the rules; a reload before the answer has replaced it (the
-  // reader holds one set at a time), and then neither its version nor its rule ids are known
-  // here: the generation still says which set it was.
+  // Only the set that decided can name its version and rules; the generation is kept either way.
   r.rules_generation = s.rules_generation;
-  const risk::RuleSet* decided = nullptr;
-  if (s.rules_generation != 0) {
-    const risk::RuleSet& set = rules_.current();
-    if (set.generation() == s.rules_generation) {
-      decided = &set;
-      r.set_rules_version(set.version());
-    }
-  }
-  if (decided != nullptr && s.risk.fired_count > 0) {
-    const risk::RuleSet& set = *decided;
+  if (const risk::RuleSet* set = decided_by(s)) {
+    r.set_rules_version(set->version());
     for (const risk::FiredRule& f : s.risk.fired_rules()) {
-      if (f.rule >= set.rules().size()) {
-        continue;
+      if (f.rule >= set->rules().size()) {
+        continue;  // not a rule of this set: never named
       }
-      const std::string_view id = set.rules()[f.rule].id;
+      const std::string_view id = set->rules()[f.rule].id;
       // Shadow rules are reported too (they never changed the outcome), marked as such.
       const std::string_view mark = f.shadow ? "(shadow)" : "";
       if (len + id.size() + mark.size() + 1 > reasons.size()) {

@@ -299,6 +299,7 @@ class Processor {
   void respond_built(Slot& s, std::string_view code) noexcept;
   [[nodiscard]] std::string_view wire_code(const Slot& s, std::string_view code) const noexcept;
   void audit(const Slot& s, std::string_view code) noexcept;
+  [[nodiscard]] const risk::RuleSet* decided_by(const Slot& s) noexcept;
   void maybe_free(Slot& s) noexcept;
   [[nodiscard]] Clock::time_point housekeeping_deadline() const noexcept;
 
